@@ -1,0 +1,167 @@
+/*
+ * fastloss C API: fused forward+backward loss kernels over contiguous arrays.
+ *
+ * Plain C99, no Python. Every kernel exists as _f32 (float) and _f64 (double),
+ * expanded from one template per family (see real.h).
+ *
+ * Conventions shared by all kernels
+ * ---------------------------------
+ * - All arrays are C-contiguous, of the kernel's real type unless stated; labels are int64_t.
+ * - Lengths, counts and indices are int64_t (64-bit indexing everywhere).
+ * - loss_out (per-element / per-row losses) may be NULL: then only the sum is computed.
+ * - grad_out may be NULL: then no gradient is computed. When given, it receives
+ *   grad_scale * d(loss_i)/d(input), written once per element.  grad_scale carries the
+ *   reduction (1 for "sum"/"none", 1/denominator for "mean").
+ * - The return value is the sum of the per-element losses (as written to loss_out,
+ *   i.e. including weights), accumulated in double with compensated summation.
+ *   NaN in any input propagates to the affected losses, gradients and to the sum.
+ * - A broadcast operand (weight, pos_weight) is given as (ptr, inner, len): element i of
+ *   the flattened input uses ptr[(i / inner) % len].  ptr == NULL means "all ones".
+ *   inner = 1, len = n: same shape; len = 1: a scalar; inner = 1, len = K: along the
+ *   last axis; inner = K, len = M: along a leading axis.
+ * - Kernels that validate data report the first offending flat index through
+ *   *err_index (-1 when all is well) and never read or write out of bounds.
+ * - Row-wise (softmax) kernels see the input as (outer, C, inner): class c of
+ *   sample (o, s) is at x[(o * C + c) * inner + s]; labels/targets per sample are at
+ *   [o * inner + s].  inner == 1 is the contiguous-rows case.
+ */
+#ifndef FASTLOSS_H
+#define FASTLOSS_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define FL_DECLARE_BOTH(decl) decl(float, _f32) decl(double, _f64)
+
+/* ---------------------------------------------------------------- binary.c */
+
+/* Binary cross-entropy with logits, torch semantics:
+ *   lw     = 1 + (pw - 1) * y
+ *   loss_i = w * ((1 - y) * x + lw * softplus(-x))
+ *   dloss/dx = w * ((1 - y) - lw * sigmoid(-x))
+ */
+#define FL_DECL_BCE_LOGITS(T, S)                                                    \
+    double fl_bce_logits##S(int64_t n, const T *x, const T *y,                       \
+                            const T *w, int64_t w_inner, int64_t w_len,              \
+                            const T *pw, int64_t pw_inner, int64_t pw_len,           \
+                            T *loss_out, T *grad_out, double grad_scale);
+FL_DECLARE_BOTH(FL_DECL_BCE_LOGITS)
+
+/* Binary cross-entropy on probabilities, torch semantics:
+ *   loss_i = -w * (y * max(log p, -100) + (1 - y) * max(log1p(-p), -100))
+ *   dloss/dp = w * (p - y) / max(p * (1 - p), 1e-12)
+ * p outside [0, 1] (not NaN): loss and grad are NaN there, and *err_index is the first
+ * such index (-1 if none).  The kernel does not stop at a bad p. */
+#define FL_DECL_BCE(T, S)                                                            \
+    double fl_bce##S(int64_t n, const T *p, const T *y,                              \
+                     const T *w, int64_t w_inner, int64_t w_len,                     \
+                     T *loss_out, T *grad_out, double grad_scale, int64_t *err_index);
+FL_DECLARE_BOTH(FL_DECL_BCE)
+
+/* Sigmoid focal loss, torchvision semantics, computed in log space:
+ *   p = sigmoid(x), ce = bce_with_logits(x, y), p_t = p y + (1 - p)(1 - y)
+ *   loss_i = ce * (1 - p_t)^gamma * (alpha >= 0 ? alpha y + (1 - alpha)(1 - y) : 1)
+ * Finite loss and grad for every finite x and every gamma >= 0 (gamma = 0: (1-p_t)^0 = 1). */
+#define FL_DECL_SIGMOID_FOCAL(T, S)                                                  \
+    double fl_sigmoid_focal##S(int64_t n, const T *x, const T *y, double alpha,      \
+                               double gamma, T *loss_out, T *grad_out,               \
+                               double grad_scale);
+FL_DECLARE_BOTH(FL_DECL_SIGMOID_FOCAL)
+
+/* ------------------------------------------------------------ regression.c */
+
+/* Huber, torch semantics (delta > 0): d = x - y;
+ *   loss = 0.5 d^2 if |d| < delta else delta (|d| - 0.5 delta);  dloss/dx = clamp(d, -delta, delta) */
+#define FL_DECL_HUBER(T, S)                                                          \
+    double fl_huber##S(int64_t n, const T *x, const T *y, double delta,              \
+                       T *loss_out, T *grad_out, double grad_scale);
+FL_DECLARE_BOTH(FL_DECL_HUBER)
+
+/* Smooth L1, torch semantics (beta >= 0; beta == 0 is L1 with gradient sign(d), sign(0) = 0):
+ *   loss = 0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta;  dloss/dx = clamp(d / beta, -1, 1) */
+#define FL_DECL_SMOOTH_L1(T, S)                                                      \
+    double fl_smooth_l1##S(int64_t n, const T *x, const T *y, double beta,           \
+                           T *loss_out, T *grad_out, double grad_scale);
+FL_DECLARE_BOTH(FL_DECL_SMOOTH_L1)
+
+/* --------------------------------------------------------- cross_entropy.c */
+
+/* Validates class-index targets and returns the "mean" denominator of torch's
+ * cross_entropy / nll_loss: sum over non-ignored samples of weight[label] (count when
+ * weight is NULL).  A label outside [0, C) that is not ignore_index sets *err_index to
+ * its flat index and the function returns 0. */
+double fl_class_target_weight_sum_f32(int64_t n, const int64_t *labels, int64_t C,
+                                      const float *weight, int64_t ignore_index,
+                                      int64_t *err_index);
+double fl_class_target_weight_sum_f64(int64_t n, const int64_t *labels, int64_t C,
+                                      const double *weight, int64_t ignore_index,
+                                      int64_t *err_index);
+
+/* Softmax cross-entropy with class-index targets (torch F.cross_entropy):
+ *   logp = log_softmax(x_row); eps = label_smoothing; w = weight (NULL: ones)
+ *   loss_row = (1 - eps) * w[y] * (-logp[y]) + (eps / C) * sum_c w[c] * (-logp[c])
+ *   ignored rows (label == ignore_index): loss 0, gradient 0.
+ *   dloss/dx_j = (1 - eps) * w[y] * (p_j - [j == y]) + (eps / C) * (W p_j - w[j]),  W = sum_c w[c]
+ * Bad label: *err_index = flat sample index, return value undefined, outputs partly written. */
+#define FL_DECL_CE_INDEX(T, S)                                                       \
+    double fl_softmax_ce_index##S(int64_t outer, int64_t C, int64_t inner,           \
+                                  const T *x, const int64_t *labels, const T *weight,\
+                                  int64_t ignore_index, double label_smoothing,      \
+                                  T *loss_out, T *grad_out, double grad_scale,       \
+                                  int64_t *err_index);
+FL_DECLARE_BOTH(FL_DECL_CE_INDEX)
+
+/* Softmax cross-entropy with class-probability targets t (same layout as x):
+ *   t' = (1 - eps) t + eps / C;  loss_row = -sum_c w[c] t'_c logp_c
+ *   dloss/dx_j = p_j * sum_c w[c] t'_c - w[j] t'_j */
+#define FL_DECL_CE_PROB(T, S)                                                        \
+    double fl_softmax_ce_prob##S(int64_t outer, int64_t C, int64_t inner,            \
+                                 const T *x, const T *t, const T *weight,            \
+                                 double label_smoothing,                             \
+                                 T *loss_out, T *grad_out, double grad_scale);
+FL_DECLARE_BOTH(FL_DECL_CE_PROB)
+
+/* Softmax focal loss with class-index targets:
+ *   loss_row = -a[y] (1 - p_y)^gamma logp_y   (a = alpha per class, NULL: ones)
+ *   dloss/dx_j = -a[y] ([j == y] - p_j) ((1 - p_y)^gamma - gamma p_y logp_y (1 - p_y)^(gamma - 1))
+ * computed in log space (finite for 0 < gamma < 1 as p_y -> 1); ignored rows: 0. */
+#define FL_DECL_SOFTMAX_FOCAL(T, S)                                                  \
+    double fl_softmax_focal##S(int64_t outer, int64_t C, int64_t inner,              \
+                               const T *x, const int64_t *labels, const T *alpha,    \
+                               double gamma, int64_t ignore_index,                   \
+                               T *loss_out, T *grad_out, double grad_scale,          \
+                               int64_t *err_index);
+FL_DECLARE_BOTH(FL_DECL_SOFTMAX_FOCAL)
+
+/* --------------------------------------------------------------- overlap.c */
+
+enum fl_activation { FL_ACT_NONE = 0, FL_ACT_SIGMOID = 1, FL_ACT_SOFTMAX = 2 };
+
+/* Dice loss, MONAI DiceLoss semantics.  x is (B, C, S) (S = prod of spatial dims).
+ * Target: either t (B, C, S) dense (one-hot or soft), or labels (B, S) int64 class
+ * indices (exactly one of t / labels is non-NULL).  After the activation, channels
+ * c < c0 are dropped (c0 = 1 for include_background=False, else 0); K = C - c0.
+ * Per kept (b, c) (or per c summed over b when batch != 0):
+ *   I = sum p t;  G = sum t (sum t^2 if squared_pred);  P = sum p (sum p^2 if squared_pred)
+ *   D = G + P;  if jaccard: D = 2 (D - I)
+ *   f = 1 - (2 I + smooth_nr) / (D + smooth_dr);  f *= weight[c - c0] if weight
+ * f_out receives f: B*K values ((b, k) row-major), or K values when batch.  Returns sum(f).
+ * grad_out (same shape as x; may be NULL) receives grad_scale * d(sum f)/dx (w.r.t. the
+ * logits when an activation is used; zero for dropped channels unless softmax couples them).
+ * A label outside [0, C) sets *err_index to its flat index (b * S + s).
+ * Returns 0 on success, -1 on bad label, -2 if scratch memory could not be allocated. */
+#define FL_DECL_DICE(T, S)                                                           \
+    int fl_dice##S(int64_t B, int64_t C, int64_t Sp, const T *x, const T *t,         \
+                   const int64_t *labels, int activation, int64_t c0,                \
+                   int squared_pred, int jaccard, double smooth_nr, double smooth_dr,\
+                   int batch, const T *weight, double *f_out, T *grad_out,           \
+                   double grad_scale, int64_t *err_index);
+FL_DECLARE_BOTH(FL_DECL_DICE)
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* FASTLOSS_H */
