@@ -1,0 +1,714 @@
+# cython: language_level=3
+"""The torch-style functions: validation once at the boundary, then one C call with the
+GIL released.  Each public function follows the same path:
+
+    _as_real(input) -> computing dtype (float32 / float64), C-contiguous
+    target, weights and parameters checked against it
+    _Outputs: the loss array ("none") and the gradient, preallocated or the user's
+    one fused kernel call (nogil)
+    _finish: reduce the returned sum, copy back to a non-contiguous out= if needed
+"""
+import math
+import warnings
+
+import numpy as np
+
+cimport numpy as cnp
+from libc.math cimport INFINITY
+from libc.stdint cimport int64_t
+
+from fastloss._kernels cimport *
+
+cnp.import_array()
+
+_REDUCTIONS = ("mean", "sum", "none")
+_ACTIVATIONS = (None, "sigmoid", "softmax")
+
+
+# ------------------------------------------------------------------ validation helpers
+
+cdef object _real_dtype(object dt, str name):
+    """The computing dtype for an input of dtype dt: float32/float64 as given, float16 ->
+    float32, other real (integer) dtypes -> float64; anything else is a TypeError."""
+    kind = dt.kind
+    if kind == "f":
+        return np.dtype(np.float32) if dt.itemsize <= 4 else np.dtype(np.float64)
+    if kind == "i" or kind == "u":
+        return np.dtype(np.float64)
+    raise TypeError(f"{name} must be an array of real numbers (float32 or float64), "
+                    f"got dtype {dt}")
+
+
+cdef object _as_real(object a, str name, object dt):
+    """a as a C-contiguous native-order array of dtype dt (a view when it already is)."""
+    arr = np.asarray(a)
+    _real_dtype(arr.dtype, name)  # the TypeError for complex/bool/object/str
+    return np.asarray(arr, dtype=dt, order="C")
+
+
+cdef str _check_reduction(object reduction):
+    if not isinstance(reduction, str) or reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of 'mean', 'sum', 'none', got {reduction!r}")
+    return reduction
+
+
+cdef double _check_param(object value, str name, double lo, bint lo_open, double hi=INFINITY,
+                         bint hi_open=False) except? -1.0:
+    """A finite real scalar parameter within [lo, hi] (open ends where asked)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    ok = math.isfinite(v) and (v > lo if lo_open else v >= lo) and (v < hi if hi_open else v <= hi)
+    if not ok:
+        lo_s = "(" if lo_open else "["
+        hi_s = ")" if hi_open else "]"
+        raise ValueError(f"{name} must be a finite number in {lo_s}{lo:g}, {hi:g}{hi_s}, got {value!r}")
+    return v
+
+
+cdef object _shape_error(str a, object sa, str b, object sb, str what=""):
+    return ValueError(f"{a} and {b} must have {what or 'the same shape'}, "
+                      f"got {a}.shape={tuple(sa)} and {b}.shape={tuple(sb)}")
+
+
+cdef tuple _broadcast_operand(object value, str name, object x, object dt):
+    """A weight that broadcasts to x, as (array, inner, len) for the kernels' rule
+    element i uses w[(i // inner) % len].  The operand is copied only when its broadcast
+    pattern is not one contiguous block of x's axes."""
+    if value is None:
+        return None, 1, 1
+    w = _as_real(value, name, dt)
+    shape = x.shape
+    try:
+        b = np.broadcast_shapes(w.shape, shape)
+    except ValueError:
+        b = None
+    if b != shape:
+        raise ValueError(f"{name} must broadcast to input's shape, "
+                         f"got {name}.shape={w.shape} and input.shape={shape}")
+    nd = x.ndim
+    wshape = (1,) * (nd - w.ndim) + w.shape
+    axes = [k for k in range(nd) if wshape[k] != 1]
+    if not axes:
+        return w.reshape(1), 1, 1
+    a0, a1 = axes[0], axes[-1] + 1
+    if all(wshape[k] == shape[k] for k in range(a0, a1)):
+        inner = 1
+        for k in range(a1, nd):
+            inner *= shape[k]
+        return w.reshape(-1), max(inner, 1), max(w.size, 1)
+    full = np.ascontiguousarray(np.broadcast_to(w, shape))
+    return full.reshape(-1), 1, max(full.size, 1)
+
+
+cdef object _class_vector(object value, str name, int64_t C, object dt):
+    """A per-class vector of length C (weight, alpha), or None."""
+    if value is None:
+        return None
+    w = _as_real(value, name, dt)
+    if w.shape != (C,):
+        raise ValueError(f"{name} must have shape ({C},) (one entry per class), got {name}.shape={w.shape}")
+    return w
+
+
+cdef class _Outputs:
+    """Where a kernel writes: `loss` (for reduction="none", else None) and `grad`, each
+    either the user's array (used directly when it is C-contiguous, of the right dtype
+    and does not overlap an input) or a fresh/temporary one copied back in finish()."""
+    cdef public object loss, grad
+    cdef object user_loss, user_grad
+
+    def __init__(self, loss_shape, grad_shape, dt, out, grad_out, inputs, bint want_loss,
+                 bint want_grad, str grad_name="grad_out"):
+        self.user_loss = None
+        self.user_grad = None
+        self.loss = None
+        self.grad = None
+        if want_loss:
+            self.loss, self.user_loss = _prepare_out(out, "out", loss_shape, dt, inputs)
+        elif out is not None:
+            raise ValueError("out is only used with reduction='none'")
+        if want_grad:
+            self.grad, self.user_grad = _prepare_out(grad_out, grad_name, grad_shape, dt, inputs)
+        elif grad_out is not None:
+            raise ValueError(f"{grad_name} is only used with return_grad=True")
+
+    def finish(self):
+        if self.user_loss is not None:
+            np.copyto(self.user_loss, self.loss)
+            self.loss = self.user_loss
+        if self.user_grad is not None:
+            np.copyto(self.user_grad, self.grad)
+            self.grad = self.user_grad
+
+
+cdef tuple _prepare_out(object arr, str name, object shape, object dt, tuple inputs):
+    """(array the kernel writes, user array to copy into afterwards or None)."""
+    if arr is None:
+        return np.empty(shape, dtype=dt), None
+    if not isinstance(arr, np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray, got {type(arr).__name__}")
+    if arr.dtype != dt:
+        raise ValueError(f"{name} must have dtype {dt}, got {arr.dtype}")
+    if arr.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)}, got {name}.shape={arr.shape}")
+    if not arr.flags.writeable:
+        raise ValueError(f"{name} is read-only")
+    direct = arr.flags.c_contiguous and arr.dtype.isnative
+    if direct:
+        for a in inputs:
+            if a is not None and np.may_share_memory(arr, a):
+                direct = False
+                break
+    if direct:
+        return arr, None
+    return np.empty(shape, dtype=dt), arr
+
+
+cdef inline void *_ptr(object a):
+    """Data pointer of a C-contiguous ndarray, or NULL for None."""
+    if a is None:
+        return NULL
+    return cnp.PyArray_DATA(<cnp.ndarray>a)
+
+
+cdef object _finish(double total, double denom, str reduction, _Outputs o, object dt,
+                    bint return_grad):
+    o.finish()
+    if reduction == "none":
+        loss = o.loss
+    elif reduction == "sum":
+        loss = dt.type(total)
+    else:
+        loss = dt.type(total / denom if denom != 0 else 0.0)
+    if return_grad:
+        return loss, o.grad
+    return loss
+
+
+cdef double _grad_scale(str reduction, double denom):
+    if reduction == "mean":
+        return 1.0 / denom if denom != 0 else 0.0
+    return 1.0
+
+
+cdef tuple _pair(object input, object target, str tname="target"):
+    """input and an element-wise target of the same shape, in input's computing dtype."""
+    xa = np.asarray(input)
+    dt = _real_dtype(xa.dtype, "input")
+    x = np.asarray(xa, dtype=dt, order="C")
+    t = _as_real(target, tname, dt)
+    if t.shape != x.shape:
+        raise _shape_error("input", x.shape, tname, t.shape)
+    return x, t, dt
+
+
+# ------------------------------------------------------------------ regression
+
+def huber_loss(input, target, *, delta=1.0, reduction="mean", return_grad=False,
+               out=None, grad_out=None):
+    """Huber loss, torch ``F.huber_loss`` semantics.
+
+    loss = 0.5 d**2 if |d| < delta else delta * (|d| - 0.5 delta), with d = input - target.
+
+    Parameters
+    ----------
+    input, target : array_like of the same shape (float32 or float64; other real dtypes
+        are converted to float64, float16 computes in float32).
+    delta : float > 0
+    reduction : {"mean", "sum", "none"}
+    return_grad : bool
+        Also return the gradient of the returned loss with respect to ``input``.
+    out, grad_out : ndarray, optional
+        Preallocated loss (for ``reduction="none"``) and gradient arrays.
+
+    Returns
+    -------
+    loss, or (loss, grad) with ``return_grad=True``.
+    """
+    return _regression(0, input, target, delta, "delta", reduction, return_grad, out, grad_out)
+
+
+def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean", return_grad=False,
+                   out=None, grad_out=None):
+    """Smooth L1 loss, torch ``F.smooth_l1_loss`` semantics.
+
+    loss = 0.5 d**2 / beta if |d| < beta else |d| - 0.5 beta, with d = input - target;
+    beta = 0 is the L1 loss (gradient sign(d), 0 at d = 0, as torch).
+
+    Parameters and returns as :func:`huber_loss`, with ``beta >= 0``.
+    """
+    return _regression(1, input, target, beta, "beta", reduction, return_grad, out, grad_out)
+
+
+cdef object _regression(int which, object input, object target, object param, str pname,
+                        object reduction, bint return_grad, object out, object grad_out):
+    x, t, dt = _pair(input, target)
+    red = _check_reduction(reduction)
+    cdef double p = _check_param(param, pname, 0.0, which == 0)
+    cdef _Outputs o = _Outputs(x.shape, x.shape, dt, out, grad_out, (x, t),
+                               red == "none", return_grad)
+    cdef int64_t n = x.size
+    cdef double scale = _grad_scale(red, n)
+    cdef void *px = _ptr(x)
+    cdef void *pt = _ptr(t)
+    cdef void *pl = _ptr(o.loss)
+    cdef void *pg = _ptr(o.grad)
+    cdef double total
+    cdef bint f32 = dt == np.float32
+    with nogil:
+        if which == 0:
+            if f32:
+                total = fl_huber_f32(n, <float *>px, <float *>pt, p, <float *>pl, <float *>pg, scale)
+            else:
+                total = fl_huber_f64(n, <double *>px, <double *>pt, p, <double *>pl, <double *>pg, scale)
+        else:
+            if f32:
+                total = fl_smooth_l1_f32(n, <float *>px, <float *>pt, p, <float *>pl, <float *>pg, scale)
+            else:
+                total = fl_smooth_l1_f64(n, <double *>px, <double *>pt, p, <double *>pl, <double *>pg, scale)
+    return _finish(total, n, red, o, dt, return_grad)
+
+
+# ------------------------------------------------------------------ binary
+
+def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=None,
+                                     reduction="mean", return_grad=False, out=None,
+                                     grad_out=None):
+    """Binary cross-entropy on logits, torch ``F.binary_cross_entropy_with_logits``.
+
+    loss = weight * ((1 - y) x + (1 + (pos_weight - 1) y) softplus(-x)), in the stable
+    softplus form (finite for every finite logit).
+
+    Parameters
+    ----------
+    input : array_like, logits.
+    target : array_like of input's shape, targets in [0, 1] (soft targets allowed).
+    weight : array_like broadcastable to input, optional.
+    pos_weight : array_like broadcastable to input (typically (C,) along the last axis),
+        optional: weight of the positive term.
+    reduction, return_grad, out, grad_out : as :func:`huber_loss`.
+    """
+    x, t, dt = _pair(input, target)
+    red = _check_reduction(reduction)
+    w, w_inner, w_len = _broadcast_operand(weight, "weight", x, dt)
+    pw, pw_inner, pw_len = _broadcast_operand(pos_weight, "pos_weight", x, dt)
+    cdef _Outputs o = _Outputs(x.shape, x.shape, dt, out, grad_out, (x, t, w, pw),
+                               red == "none", return_grad)
+    cdef int64_t n = x.size, wi = w_inner, wl = w_len, pi = pw_inner, pl_ = pw_len
+    cdef double scale = _grad_scale(red, n)
+    cdef void *px = _ptr(x)
+    cdef void *pt = _ptr(t)
+    cdef void *pw_ = _ptr(w)
+    cdef void *ppw = _ptr(pw)
+    cdef void *pl = _ptr(o.loss)
+    cdef void *pg = _ptr(o.grad)
+    cdef double total
+    cdef bint f32 = dt == np.float32
+    with nogil:
+        if f32:
+            total = fl_bce_logits_f32(n, <float *>px, <float *>pt, <float *>pw_, wi, wl,
+                                      <float *>ppw, pi, pl_, <float *>pl, <float *>pg, scale)
+        else:
+            total = fl_bce_logits_f64(n, <double *>px, <double *>pt, <double *>pw_, wi, wl,
+                                      <double *>ppw, pi, pl_, <double *>pl, <double *>pg, scale)
+    return _finish(total, n, red, o, dt, return_grad)
+
+
+def binary_cross_entropy(input, target, *, weight=None, reduction="mean",
+                         return_grad=False, out=None, grad_out=None):
+    """Binary cross-entropy on probabilities, torch ``F.binary_cross_entropy``.
+
+    loss = -weight (y max(log p, -100) + (1 - y) max(log(1 - p), -100)); the gradient is
+    weight (p - y) / max(p (1 - p), 1e-12), as torch.  A finite input outside [0, 1]
+    raises ValueError (use :func:`binary_cross_entropy_with_logits` for logits); NaN
+    propagates.  Parameters as :func:`binary_cross_entropy_with_logits`.
+    """
+    x, t, dt = _pair(input, target)
+    red = _check_reduction(reduction)
+    w, w_inner, w_len = _broadcast_operand(weight, "weight", x, dt)
+    cdef _Outputs o = _Outputs(x.shape, x.shape, dt, out, grad_out, (x, t, w),
+                               red == "none", return_grad)
+    cdef int64_t n = x.size, wi = w_inner, wl = w_len, err = -1
+    cdef double scale = _grad_scale(red, n)
+    cdef void *px = _ptr(x)
+    cdef void *pt = _ptr(t)
+    cdef void *pw_ = _ptr(w)
+    cdef void *pl = _ptr(o.loss)
+    cdef void *pg = _ptr(o.grad)
+    cdef double total
+    cdef bint f32 = dt == np.float32
+    with nogil:
+        if f32:
+            total = fl_bce_f32(n, <float *>px, <float *>pt, <float *>pw_, wi, wl,
+                               <float *>pl, <float *>pg, scale, &err)
+        else:
+            total = fl_bce_f64(n, <double *>px, <double *>pt, <double *>pw_, wi, wl,
+                               <double *>pl, <double *>pg, scale, &err)
+    if err >= 0:
+        bad = x.reshape(-1)[err]
+        raise ValueError(f"input must hold probabilities in [0, 1], got {bad!r} at flat "
+                         f"index {err}; for logits use binary_cross_entropy_with_logits")
+    return _finish(total, n, red, o, dt, return_grad)
+
+
+def sigmoid_focal_loss(input, target, *, alpha=0.25, gamma=2.0, reduction="mean",
+                       return_grad=False, out=None, grad_out=None):
+    """Sigmoid focal loss on logits, torchvision ``ops.sigmoid_focal_loss`` semantics.
+
+    p = sigmoid(x), ce = BCE-with-logits(x, y), p_t = p y + (1 - p)(1 - y),
+    loss = ce (1 - p_t)**gamma, times alpha y + (1 - alpha)(1 - y) when alpha >= 0
+    (alpha None or < 0: no alpha weighting).  Computed in log space: loss and gradient are
+    finite for every finite logit and every gamma >= 0.  Note: the default reduction is
+    "mean" (torchvision's is "none").
+    """
+    x, t, dt = _pair(input, target)
+    red = _check_reduction(reduction)
+    cdef double a = -1.0
+    if alpha is not None:
+        a = _check_param(alpha, "alpha", -math.inf, True, 1.0)
+    cdef double g = _check_param(gamma, "gamma", 0.0, False)
+    cdef _Outputs o = _Outputs(x.shape, x.shape, dt, out, grad_out, (x, t),
+                               red == "none", return_grad)
+    cdef int64_t n = x.size
+    cdef double scale = _grad_scale(red, n)
+    cdef void *px = _ptr(x)
+    cdef void *pt = _ptr(t)
+    cdef void *pl = _ptr(o.loss)
+    cdef void *pg = _ptr(o.grad)
+    cdef double total
+    cdef bint f32 = dt == np.float32
+    with nogil:
+        if f32:
+            total = fl_sigmoid_focal_f32(n, <float *>px, <float *>pt, a, g, <float *>pl,
+                                         <float *>pg, scale)
+        else:
+            total = fl_sigmoid_focal_f64(n, <double *>px, <double *>pt, a, g, <double *>pl,
+                                         <double *>pg, scale)
+    return _finish(total, n, red, o, dt, return_grad)
+
+
+# ------------------------------------------------------------------ softmax rows
+
+cdef tuple _class_layout(object x, object axis):
+    """(class axis, outer, C, inner) of x seen as (outer, C, inner)."""
+    nd = x.ndim
+    if nd == 0:
+        raise ValueError("input must have at least one dimension (the class axis), got a scalar")
+    if nd == 1:
+        if axis not in (0, 1, -1):
+            raise ValueError(f"axis {axis!r} is out of range for 1-D input (classes are on axis 0)")
+        ax = 0
+    else:
+        try:
+            ax = int(axis)
+        except (TypeError, ValueError):
+            raise ValueError(f"axis must be an integer, got {axis!r}") from None
+        if not -nd <= ax < nd:
+            raise ValueError(f"axis {axis!r} is out of range for input with {nd} dimensions")
+        ax %= nd
+    shape = x.shape
+    outer = 1
+    for k in range(ax):
+        outer *= shape[k]
+    inner = 1
+    for k in range(ax + 1, nd):
+        inner *= shape[k]
+    return ax, outer, shape[ax], inner
+
+
+cdef object _class_labels(object target, tuple expected, str name="target"):
+    """Integer class indices of the expected shape, as C-contiguous int64."""
+    t = np.asarray(target)
+    if t.dtype.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class indices, got dtype {t.dtype}")
+    if t.shape != expected:
+        raise ValueError(f"input and {name} do not fit: {name} must have input's shape without "
+                         f"the class axis, {expected}, got {name}.shape={t.shape}")
+    return np.asarray(t, dtype=np.int64, order="C")
+
+
+cdef double _check_labels(object labels, int64_t C, object weight, int64_t ignore_index,
+                          bint f32, str name="target") except? -1.0:
+    """Validates labels (IndexError naming the bad value) and returns the weighted count
+    of non-ignored targets (torch's "mean" denominator)."""
+    cdef int64_t n = labels.size, err = -1
+    cdef void *pl = _ptr(labels)
+    cdef void *pw = _ptr(weight)
+    cdef double s
+    with nogil:
+        if f32:
+            s = fl_class_target_weight_sum_f32(n, <int64_t *>pl, C, <float *>pw, ignore_index, &err)
+        else:
+            s = fl_class_target_weight_sum_f64(n, <int64_t *>pl, C, <double *>pw, ignore_index, &err)
+    if err >= 0:
+        bad = int(labels.reshape(-1)[err])
+        raise IndexError(f"{name} holds class index {bad} (at flat index {err}), outside "
+                         f"[0, {C}) and not ignore_index={ignore_index}")
+    return s
+
+
+cdef int64_t _check_index(object value, str name) except? -1:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    v = int(value)
+    if not -(2**63) <= v < 2**63:
+        raise ValueError(f"{name} must fit in int64, got {value!r}")
+    return v
+
+
+def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
+                  reduction="mean", axis=1, return_grad=False, out=None, grad_out=None):
+    """Softmax cross-entropy on logits, torch ``F.cross_entropy`` semantics.
+
+    Parameters
+    ----------
+    input : array_like, (N, C) or (N, C, d1, ...) logits with classes on ``axis``
+        (1-D input: classes on axis 0; ``axis=-1`` for channels-last).
+    target : array_like
+        Integer class indices (any integer dtype) of input's shape without the class axis,
+        or float class probabilities of input's shape.
+    weight : (C,) array_like, optional
+        Per-class weight; with class indices "mean" divides by the summed weight of the
+        non-ignored targets, as torch.
+    ignore_index : int
+        Targets equal to it contribute nothing (class-index targets only).
+    label_smoothing : float in [0, 1]
+    reduction : {"mean", "sum", "none"}
+    axis : int
+    return_grad : bool
+        Also return the gradient of the returned loss w.r.t. ``input`` (same pass).
+    out, grad_out : ndarray, optional
+
+    Deviation from torch: when the "mean" denominator is zero (every target ignored),
+    the loss is 0.0 and the gradient zero instead of NaN.  A class index outside [0, C)
+    that is not ``ignore_index`` raises IndexError.
+    """
+    xa = np.asarray(input)
+    dt = _real_dtype(xa.dtype, "input")
+    x = np.asarray(xa, dtype=dt, order="C")
+    ax, outer_, C_, inner_ = _class_layout(x, axis)
+    red = _check_reduction(reduction)
+    cdef int64_t ign = _check_index(ignore_index, "ignore_index")
+    cdef double eps = _check_param(label_smoothing, "label_smoothing", 0.0, False, 1.0)
+    cdef int64_t outer = outer_, C = C_, inner = inner_
+    w = _class_vector(weight, "weight", C, dt)
+    cdef bint f32 = dt == np.float32
+    sample_shape = x.shape[:ax] + x.shape[ax + 1:]
+    t_arr = np.asarray(target)
+    cdef bint probs = t_arr.dtype.kind == "f"
+    cdef double denom, total, scale
+    cdef int64_t err = -1
+    if probs:
+        t = _as_real(t_arr, "target", dt)
+        if t.shape != x.shape:
+            raise _shape_error("input", x.shape, "target", t.shape,
+                               "the same shape for class-probability targets")
+        denom = <double>(outer * inner)
+    else:
+        t = _class_labels(t_arr, sample_shape)
+        denom = _check_labels(t, C, w, ign, f32)
+    cdef _Outputs o = _Outputs(sample_shape, x.shape, dt, out, grad_out, (x, t, w),
+                               red == "none", return_grad)
+    scale = _grad_scale(red, denom)
+    cdef void *px = _ptr(x)
+    cdef void *pt = _ptr(t)
+    cdef void *pw = _ptr(w)
+    cdef void *pl = _ptr(o.loss)
+    cdef void *pg = _ptr(o.grad)
+    with nogil:
+        if probs:
+            if f32:
+                total = fl_softmax_ce_prob_f32(outer, C, inner, <float *>px, <float *>pt,
+                                               <float *>pw, eps, <float *>pl, <float *>pg, scale)
+            else:
+                total = fl_softmax_ce_prob_f64(outer, C, inner, <double *>px, <double *>pt,
+                                               <double *>pw, eps, <double *>pl, <double *>pg, scale)
+        else:
+            if f32:
+                total = fl_softmax_ce_index_f32(outer, C, inner, <float *>px, <int64_t *>pt,
+                                                <float *>pw, ign, eps, <float *>pl,
+                                                <float *>pg, scale, &err)
+            else:
+                total = fl_softmax_ce_index_f64(outer, C, inner, <double *>px, <int64_t *>pt,
+                                                <double *>pw, ign, eps, <double *>pl,
+                                                <double *>pg, scale, &err)
+    if err >= 0:  # labels were validated above: this would be a kernel bug
+        raise RuntimeError(f"internal error: kernel rejected target at flat index {err}")
+    return _finish(total, denom, red, o, dt, return_grad)
+
+
+def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-100,
+                       reduction="mean", axis=1, return_grad=False, out=None, grad_out=None):
+    """Multi-class focal loss on logits with integer class targets.
+
+    loss_i = -alpha[y_i] (1 - p_{i,y_i})**gamma log p_{i,y_i}, p = softmax over ``axis``.
+    ``alpha`` is None (1 for every class), a scalar (the same for every class) or a (C,)
+    array.  "mean" averages over the non-ignored samples.  gamma = 0 with alpha None
+    equals :func:`cross_entropy`.  Computed in log space: finite for every gamma >= 0.
+    Other parameters as :func:`cross_entropy`.
+    """
+    xa = np.asarray(input)
+    dt = _real_dtype(xa.dtype, "input")
+    x = np.asarray(xa, dtype=dt, order="C")
+    ax, outer_, C_, inner_ = _class_layout(x, axis)
+    red = _check_reduction(reduction)
+    cdef int64_t ign = _check_index(ignore_index, "ignore_index")
+    cdef double g = _check_param(gamma, "gamma", 0.0, False)
+    cdef int64_t outer = outer_, C = C_, inner = inner_
+    if alpha is not None and np.ndim(alpha) == 0:
+        a = np.full(C, _check_param(alpha, "alpha", -math.inf, True), dtype=dt)
+    else:
+        a = _class_vector(alpha, "alpha", C, dt)
+        if a is not None and not np.all(np.isfinite(a)):
+            raise ValueError("alpha must be finite")
+    cdef bint f32 = dt == np.float32
+    sample_shape = x.shape[:ax] + x.shape[ax + 1:]
+    t = _class_labels(target, sample_shape)
+    cdef double denom = _check_labels(t, C, None, ign, f32)
+    cdef _Outputs o = _Outputs(sample_shape, x.shape, dt, out, grad_out, (x, t, a),
+                               red == "none", return_grad)
+    cdef double scale = _grad_scale(red, denom), total
+    cdef int64_t err = -1
+    cdef void *px = _ptr(x)
+    cdef void *pt = _ptr(t)
+    cdef void *pa = _ptr(a)
+    cdef void *pl = _ptr(o.loss)
+    cdef void *pg = _ptr(o.grad)
+    with nogil:
+        if f32:
+            total = fl_softmax_focal_f32(outer, C, inner, <float *>px, <int64_t *>pt,
+                                         <float *>pa, g, ign, <float *>pl, <float *>pg, scale, &err)
+        else:
+            total = fl_softmax_focal_f64(outer, C, inner, <double *>px, <int64_t *>pt,
+                                         <double *>pa, g, ign, <double *>pl, <double *>pg, scale, &err)
+    if err >= 0:
+        raise RuntimeError(f"internal error: kernel rejected target at flat index {err}")
+    return _finish(total, denom, red, o, dt, return_grad)
+
+
+# ------------------------------------------------------------------ Dice
+
+def dice_loss(input, target, *, activation=None, include_background=True,
+              squared_pred=False, jaccard=False, smooth_nr=1e-5, smooth_dr=1e-5,
+              batch=False, weight=None, reduction="mean", return_grad=False, grad_out=None):
+    """Dice loss, MONAI ``DiceLoss`` semantics (``soft_label=False``).
+
+    Parameters
+    ----------
+    input : array_like (B, C, spatial...)
+        Probabilities (``activation=None``) or logits (``"sigmoid"``, ``"softmax"`` over C;
+        the gradient is then w.r.t. the logits).
+    target : array_like
+        Of input's shape (one-hot or soft), or an integer label map (B, spatial...) or
+        (B, 1, spatial...), one-hot encoded internally without materialising it.
+    include_background : bool
+        False drops channel 0 after the activation (ignored with one channel, as MONAI).
+    squared_pred, jaccard, smooth_nr, smooth_dr, batch : as MONAI.
+    weight : array_like, optional
+        One non-negative entry per kept channel (or a scalar), as MONAI's ``weight``.
+    reduction : {"mean", "sum", "none"}
+        "none" returns the per-(batch, class) loss as (B, C') ((C',) with ``batch=True``),
+        not MONAI's broadcastable (B, C', 1, ...).
+    return_grad, grad_out : as the other functions.
+    """
+    xa = np.asarray(input)
+    dt = _real_dtype(xa.dtype, "input")
+    x = np.asarray(xa, dtype=dt, order="C")
+    if x.ndim < 2:
+        raise ValueError(f"input must have shape (B, C, spatial...), got input.shape={x.shape}")
+    red = _check_reduction(reduction)
+    if activation not in _ACTIVATIONS:
+        raise ValueError(f"activation must be one of None, 'sigmoid', 'softmax', got {activation!r}")
+    cdef double snr = _check_param(smooth_nr, "smooth_nr", 0.0, False)
+    cdef double sdr = _check_param(smooth_dr, "smooth_dr", 0.0, False)
+    cdef int64_t B = x.shape[0], C = x.shape[1], S = 1
+    for k in range(2, x.ndim):
+        S *= x.shape[k]
+    cdef int act = 0
+    if activation == "sigmoid":
+        act = 1
+    elif activation == "softmax":
+        if C == 1:
+            warnings.warn("single channel prediction, activation='softmax' ignored.",
+                          stacklevel=2)
+        else:
+            act = 2
+    cdef int64_t c0 = 0
+    if not include_background:
+        if C == 1:
+            warnings.warn("single channel prediction, include_background=False ignored.",
+                          stacklevel=2)
+        else:
+            c0 = 1
+    cdef int64_t K = C - c0
+    cdef bint f32 = dt == np.float32
+    t_arr = np.asarray(target)
+    dense = None
+    labels = None
+    spatial = x.shape[2:]
+    if t_arr.dtype.kind in "iu" and t_arr.shape != x.shape:
+        if t_arr.shape == (B,) + spatial or t_arr.shape == (B, 1) + spatial:
+            labels = np.asarray(t_arr, dtype=np.int64, order="C")
+        else:
+            raise ValueError(f"input and target do not fit: target must have input's shape "
+                             f"{x.shape} or be a label map of shape {(B,) + spatial} or "
+                             f"{(B, 1) + spatial}, got target.shape={t_arr.shape}")
+    else:
+        dense = _as_real(t_arr, "target", dt)
+        if dense.shape != x.shape:
+            raise _shape_error("input", x.shape, "target", dense.shape)
+    w = None
+    if weight is not None:
+        w = _as_real(weight, "weight", dt)
+        if w.ndim == 0:
+            w = np.full(K, w, dtype=dt)
+        if w.shape != (K,):
+            raise ValueError(f"weight must have one entry per kept channel, shape ({K},), "
+                             f"got weight.shape={w.shape}")
+        if not np.all(w >= 0):
+            raise ValueError("weight must hold non-negative values")
+        if C == 1:
+            w = None  # MONAI applies class weights only with more than one channel
+    nf = K if batch else B * K
+    f = np.empty(nf, dtype=np.float64)
+    cdef _Outputs o = _Outputs(None, x.shape, dt, None, grad_out, (x, dense, labels, w),
+                               False, return_grad)
+    cdef double scale = _grad_scale(red, nf)
+    cdef int64_t err = -1
+    cdef int status
+    cdef int sq = squared_pred, jac = jaccard, bat = batch
+    cdef void *px = _ptr(x)
+    cdef void *pt = _ptr(dense)
+    cdef void *plab = _ptr(labels)
+    cdef void *pw = _ptr(w)
+    cdef void *pf = _ptr(f)
+    cdef void *pg = _ptr(o.grad)
+    with nogil:
+        if f32:
+            status = fl_dice_f32(B, C, S, <float *>px, <float *>pt, <int64_t *>plab, act, c0,
+                                 sq, jac, snr, sdr, bat, <float *>pw, <double *>pf,
+                                 <float *>pg, scale, &err)
+        else:
+            status = fl_dice_f64(B, C, S, <double *>px, <double *>pt, <int64_t *>plab, act, c0,
+                                 sq, jac, snr, sdr, bat, <double *>pw, <double *>pf,
+                                 <double *>pg, scale, &err)
+    if status == -1:
+        bad = int(labels.reshape(-1)[err])
+        raise IndexError(f"target holds class index {bad} (at flat index {err}), outside [0, {C})")
+    if status == -2:
+        raise MemoryError("dice_loss: could not allocate scratch memory")
+    o.finish()
+    if red == "none":
+        shape_f = (<object>K,) if batch else (<object>B, <object>K)
+        loss = f.astype(dt).reshape(shape_f)
+    elif red == "sum":
+        loss = dt.type(math.fsum(f))
+    else:
+        loss = dt.type(math.fsum(f) / nf if nf else 0.0)
+    if return_grad:
+        return loss, o.grad
+    return loss

@@ -1,0 +1,83 @@
+# Cython view of csrc/fastloss.h: the one place the C prototypes are re-declared, so a
+# mismatch with the header is a compile error in the generated C.
+from libc.stdint cimport int64_t
+
+cdef extern from "fastloss.h" nogil:
+    double fl_bce_logits_f32(int64_t n, const float *x, const float *y,
+                             const float *w, int64_t w_inner, int64_t w_len,
+                             const float *pw, int64_t pw_inner, int64_t pw_len,
+                             float *loss_out, float *grad_out, double grad_scale)
+    double fl_bce_logits_f64(int64_t n, const double *x, const double *y,
+                             const double *w, int64_t w_inner, int64_t w_len,
+                             const double *pw, int64_t pw_inner, int64_t pw_len,
+                             double *loss_out, double *grad_out, double grad_scale)
+
+    double fl_bce_f32(int64_t n, const float *p, const float *y,
+                      const float *w, int64_t w_inner, int64_t w_len,
+                      float *loss_out, float *grad_out, double grad_scale, int64_t *err_index)
+    double fl_bce_f64(int64_t n, const double *p, const double *y,
+                      const double *w, int64_t w_inner, int64_t w_len,
+                      double *loss_out, double *grad_out, double grad_scale, int64_t *err_index)
+
+    double fl_sigmoid_focal_f32(int64_t n, const float *x, const float *y, double alpha,
+                                double gamma, float *loss_out, float *grad_out, double grad_scale)
+    double fl_sigmoid_focal_f64(int64_t n, const double *x, const double *y, double alpha,
+                                double gamma, double *loss_out, double *grad_out, double grad_scale)
+
+    double fl_huber_f32(int64_t n, const float *x, const float *y, double delta,
+                        float *loss_out, float *grad_out, double grad_scale)
+    double fl_huber_f64(int64_t n, const double *x, const double *y, double delta,
+                        double *loss_out, double *grad_out, double grad_scale)
+    double fl_smooth_l1_f32(int64_t n, const float *x, const float *y, double beta,
+                            float *loss_out, float *grad_out, double grad_scale)
+    double fl_smooth_l1_f64(int64_t n, const double *x, const double *y, double beta,
+                            double *loss_out, double *grad_out, double grad_scale)
+
+    double fl_class_target_weight_sum_f32(int64_t n, const int64_t *labels, int64_t C,
+                                          const float *weight, int64_t ignore_index,
+                                          int64_t *err_index)
+    double fl_class_target_weight_sum_f64(int64_t n, const int64_t *labels, int64_t C,
+                                          const double *weight, int64_t ignore_index,
+                                          int64_t *err_index)
+
+    double fl_softmax_ce_index_f32(int64_t outer, int64_t C, int64_t inner,
+                                   const float *x, const int64_t *labels, const float *weight,
+                                   int64_t ignore_index, double label_smoothing,
+                                   float *loss_out, float *grad_out, double grad_scale,
+                                   int64_t *err_index)
+    double fl_softmax_ce_index_f64(int64_t outer, int64_t C, int64_t inner,
+                                   const double *x, const int64_t *labels, const double *weight,
+                                   int64_t ignore_index, double label_smoothing,
+                                   double *loss_out, double *grad_out, double grad_scale,
+                                   int64_t *err_index)
+
+    double fl_softmax_ce_prob_f32(int64_t outer, int64_t C, int64_t inner,
+                                  const float *x, const float *t, const float *weight,
+                                  double label_smoothing,
+                                  float *loss_out, float *grad_out, double grad_scale)
+    double fl_softmax_ce_prob_f64(int64_t outer, int64_t C, int64_t inner,
+                                  const double *x, const double *t, const double *weight,
+                                  double label_smoothing,
+                                  double *loss_out, double *grad_out, double grad_scale)
+
+    double fl_softmax_focal_f32(int64_t outer, int64_t C, int64_t inner,
+                                const float *x, const int64_t *labels, const float *alpha,
+                                double gamma, int64_t ignore_index,
+                                float *loss_out, float *grad_out, double grad_scale,
+                                int64_t *err_index)
+    double fl_softmax_focal_f64(int64_t outer, int64_t C, int64_t inner,
+                                const double *x, const int64_t *labels, const double *alpha,
+                                double gamma, int64_t ignore_index,
+                                double *loss_out, double *grad_out, double grad_scale,
+                                int64_t *err_index)
+
+    int fl_dice_f32(int64_t B, int64_t C, int64_t Sp, const float *x, const float *t,
+                    const int64_t *labels, int activation, int64_t c0,
+                    int squared_pred, int jaccard, double smooth_nr, double smooth_dr,
+                    int batch, const float *weight, double *f_out, float *grad_out,
+                    double grad_scale, int64_t *err_index)
+    int fl_dice_f64(int64_t B, int64_t C, int64_t Sp, const double *x, const double *t,
+                    const int64_t *labels, int activation, int64_t c0,
+                    int squared_pred, int jaccard, double smooth_nr, double smooth_dr,
+                    int batch, const double *weight, double *f_out, double *grad_out,
+                    double grad_scale, int64_t *err_index)
