@@ -1,0 +1,184 @@
+"""Benchmark report: python bench/report.py [--scale S] [--repeats R] [--dtype float32]
+
+Runs the standard cases (bench/cases.py) in one process, the contenders interleaved
+(fastloss, reference, torch, sklearn, fastloss again, ...) for several repetitions so that
+a noisy neighbour hurts all of them alike, and takes each contender's best repetition.
+It measures the machine's memory bandwidth in the same run with a STREAM "add" kernel
+(c = a + b over arrays far larger than the caches) and reports, per case: time per call,
+elements per second, speed-up over the NumPy reference and over torch, and the fraction
+of that bandwidth the fastloss call reaches (bytes a single pass must move / time).
+
+Writes bench/results/report.md, report.json and (with matplotlib) report.png.
+"""
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from cases import optional, standard_cases  # noqa: E402
+
+import fastloss  # noqa: E402
+
+
+def cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_flags():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [f for f in ("sse2", "avx2", "fma", "avx512f", "avx512bw",
+                                        "avx512dq", "avx512vl") if f in flags]
+    except OSError:
+        pass
+    return []
+
+
+def stream_add_bandwidth(n=2**25, repeats=7):
+    """Bytes/s of c = a + b (two streams read, one written) over 3 x 128 MiB float32."""
+    a = np.ones(n, np.float32)
+    b = np.ones(n, np.float32)
+    c = np.empty(n, np.float32)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        np.add(a, b, out=c)
+        best = min(best, time.perf_counter() - t0)
+    return 3 * n * 4 / best
+
+
+def time_call(fn, min_time=0.05):
+    """Seconds per call: calls repeated until min_time has passed, the mean of that run."""
+    fn()
+    number, elapsed = 0, 0.0
+    t0 = time.perf_counter()
+    while elapsed < min_time:
+        fn()
+        number += 1
+        elapsed = time.perf_counter() - t0
+    return elapsed / number
+
+
+def run(dtype, scale, repeats, min_time, threads):
+    torch = optional("torch")
+    if torch is not None:
+        torch.set_num_threads(threads)
+    results = []
+    bw = stream_add_bandwidth()
+    for case in standard_cases(dtype, scale=scale):
+        times = {who: float("inf") for who in case.contenders}
+        for _ in range(repeats):
+            for who, fn in case.contenders.items():
+                times[who] = min(times[who], time_call(fn, min_time))
+        results.append({"case": case.name, "elements": case.elements,
+                        "bytes": case.nbytes, "seconds": times})
+        print(f"  {case.name}: " + ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in times.items()),
+              flush=True)
+        del case
+    return bw, results
+
+
+def markdown(meta, bw, results):
+    lines = [
+        f"fastloss {meta['fastloss']} | numpy {meta['numpy']} | torch {meta['torch']} | "
+        f"sklearn {meta['sklearn']} | {meta['cpu']} ({', '.join(meta['cpu_flags'])}) | "
+        f"{meta['dtype']} | fastloss threads {meta['threads']}, torch threads {meta['threads']} | "
+        f"STREAM add {bw / 1e9:.1f} GB/s",
+        "",
+        "| case | fastloss | (allocating grad) | NumPy reference | torch | sklearn | "
+        "elements/s | vs reference | vs torch | of bandwidth |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def fmt(t):
+        if t is None or t == float("inf"):
+            return "-"
+        return f"{t * 1e6:.1f} us" if t < 1e-3 else f"{t * 1e3:.2f} ms"
+
+    for r in results:
+        s = r["seconds"]
+        fast = s["fastloss"]
+        ref = s.get("reference")
+        tor = s.get("torch")
+        lines.append(
+            f"| {r['case']} | {fmt(fast)} | {fmt(s.get('fastloss_alloc'))} | {fmt(ref)} | "
+            f"{fmt(tor)} | {fmt(s.get('sklearn'))} | {r['elements'] / fast:.3g} | "
+            f"{ref / fast:.1f}x | {(f'{tor / fast:.1f}x' if tor else '-')} | "
+            f"{r['bytes'] / fast / bw:.0%} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(results, path):
+    plt = optional("matplotlib.pyplot")
+    if plt is None:
+        return False
+    names = [r["case"] for r in results]
+    who = ["fastloss", "reference", "torch", "sklearn"]
+    fig, ax = plt.subplots(figsize=(10, 0.6 * len(names) + 1.5))
+    height = 0.8 / len(who)
+    for k, w in enumerate(who):
+        vals = [r["elements"] / r["seconds"][w] if w in r["seconds"] else 0 for r in results]
+        ax.barh([i + k * height for i in range(len(names))], vals, height, label=w)
+    ax.set_yticks([i + 0.4 - height / 2 for i in range(len(names))], names)
+    ax.set_xscale("log")
+    ax.set_xlabel("elements per second (loss + gradient)")
+    ax.invert_yaxis()
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    return True
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--scale", type=float, default=1.0, help="problem-size factor")
+    p.add_argument("--repeats", type=int, default=3, help="interleaved repetitions")
+    p.add_argument("--min-time", type=float, default=0.1, help="seconds per timing")
+    p.add_argument("--threads", type=int, default=1,
+                   help="threads for torch (fastloss 0.1 is single-threaded)")
+    p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                                 "results"))
+    args = p.parse_args(argv)
+    torch = optional("torch")
+    sk = optional("sklearn")
+    meta = {
+        "fastloss": fastloss.__version__, "numpy": np.__version__,
+        "torch": getattr(torch, "__version__", "not installed"),
+        "sklearn": getattr(sk, "__version__", "not installed"),
+        "python": platform.python_version(), "cpu": cpu_name(), "cpu_flags": cpu_flags(),
+        "dtype": args.dtype, "threads": args.threads, "scale": args.scale,
+    }
+    print(f"{meta['cpu']} | numpy {meta['numpy']} | torch {meta['torch']}", flush=True)
+    bw, results = run(np.dtype(args.dtype), args.scale, args.repeats, args.min_time,
+                      args.threads)
+    os.makedirs(args.out, exist_ok=True)
+    md = markdown(meta, bw, results)
+    with open(os.path.join(args.out, "report.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(args.out, "report.json"), "w") as f:
+        json.dump({"meta": meta, "stream_add_bytes_per_s": bw, "results": results}, f,
+                  indent=1, default=lambda v: None if v == float("inf") else v)
+    png = plot(results, os.path.join(args.out, "report.png"))
+    print()
+    print(md)
+    print(f"written to {args.out}" + ("" if png else " (no PNG: matplotlib not installed)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,38 @@
+"""pytest-benchmark suite: `pytest bench --benchmark-only`.
+
+Times every contender of every standard case (bench/cases.py), float32 and float64.
+Set FASTLOSS_BENCH_SCALE=0.1 for a quick run on smaller inputs.
+"""
+import os
+
+import numpy as np
+import pytest
+
+from cases import standard_cases
+
+SCALE = float(os.environ.get("FASTLOSS_BENCH_SCALE", "1.0"))
+_CACHE = {}
+
+
+def _cases(dtype):
+    if dtype not in _CACHE:
+        _CACHE.clear()  # keep one dtype's arrays in memory at a time
+        _CACHE[dtype] = {c.name: c for c in standard_cases(dtype, scale=SCALE)}
+    return _CACHE[dtype]
+
+
+_NAMES = [c.name for c in standard_cases(np.float32, scale=1e-6)]
+_PARAMS = [(d, i, who) for d in ("float32", "float64") for i in range(len(_NAMES))
+           for who in ("fastloss", "fastloss_alloc", "reference", "torch", "sklearn")]
+
+
+@pytest.mark.parametrize("dtype,index,who", _PARAMS,
+                         ids=[f"{d}-{i}-{w}" for d, i, w in _PARAMS])
+def test_case(benchmark, dtype, index, who):
+    case = list(_cases(np.dtype(dtype)).values())[index]
+    fn = case.contenders.get(who)
+    if fn is None:
+        pytest.skip(f"{who} has no implementation of {case.name} here (not installed)")
+    benchmark.group = f"{dtype} {case.name}"
+    benchmark.extra_info["elements"] = case.elements
+    benchmark(fn)
