@@ -62,7 +62,9 @@ setup(
     ext_modules=cythonize(
         extensions,
         language_level=3,
-        compiler_directives={"boundscheck": False, "wraparound": False,
-                             "cdivision": True, "embedsignature": True},
+        # No boundscheck/wraparound switches: the boundary code indexes Python objects
+        # (where they would turn axes[-1] into an out-of-bounds read), and the hot loops
+        # are in C.
+        compiler_directives={"cdivision": True, "embedsignature": True},
     ),
 )

@@ -16,7 +16,8 @@
  *   i.e. including weights), accumulated in double with compensated summation.
  *   NaN in any input propagates to the affected losses, gradients and to the sum.
  * - A broadcast operand (weight, pos_weight) is given as (ptr, inner, len): element i of
- *   the flattened input uses ptr[(i / inner) % len].  ptr == NULL means "all ones".
+ *   the flattened input uses ptr[(i / inner) % len], with inner >= 1 and len >= 1 when ptr
+ *   is not NULL.  ptr == NULL means "all ones".
  *   inner = 1, len = n: same shape; len = 1: a scalar; inner = 1, len = K: along the
  *   last axis; inner = K, len = M: along a leading axis.
  * - Kernels that validate data report the first offending flat index through
@@ -42,6 +43,9 @@ extern "C" {
  *   lw     = 1 + (pw - 1) * y
  *   loss_i = w * ((1 - y) * x + lw * softplus(-x))
  *   dloss/dx = w * ((1 - y) - lw * sigmoid(-x))
+ * evaluated as w * ((1 - y) softplus(x) + pw y softplus(-x)), the same function without
+ * cancellation (both terms >= 0 for y in [0, 1], pw >= 0).  At x = +-inf a term whose
+ * coefficient is 0 contributes 0 (its limit), not 0 * inf = NaN.
  */
 #define FL_DECL_BCE_LOGITS(T, S)                                                    \
     double fl_bce_logits##S(int64_t n, const T *x, const T *y,                       \
@@ -61,7 +65,8 @@ FL_DECLARE_BOTH(FL_DECL_BCE_LOGITS)
                      T *loss_out, T *grad_out, double grad_scale, int64_t *err_index);
 FL_DECLARE_BOTH(FL_DECL_BCE)
 
-/* Sigmoid focal loss, torchvision semantics, computed in log space:
+/* Sigmoid focal loss, torchvision semantics (log space or double-word arithmetic where
+ * needed for accuracy):
  *   p = sigmoid(x), ce = bce_with_logits(x, y), p_t = p y + (1 - p)(1 - y)
  *   loss_i = ce * (1 - p_t)^gamma * (alpha >= 0 ? alpha y + (1 - alpha)(1 - y) : 1)
  * Finite loss and grad for every finite x and every gamma >= 0 (gamma = 0: (1-p_t)^0 = 1). */
