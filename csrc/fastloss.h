@@ -153,11 +153,15 @@ enum fl_activation { FL_ACT_NONE = 0, FL_ACT_SIGMOID = 1, FL_ACT_SOFTMAX = 2 };
  *   I = sum p t;  G = sum t (sum t^2 if squared_pred);  P = sum p (sum p^2 if squared_pred)
  *   D = G + P;  if jaccard: D = 2 (D - I)
  *   f = 1 - (2 I + smooth_nr) / (D + smooth_dr);  f *= weight[c - c0] if weight
- * f_out receives f: B*K values ((b, k) row-major), or K values when batch.  Returns sum(f).
- * grad_out (same shape as x; may be NULL) receives grad_scale * d(sum f)/dx (w.r.t. the
- * logits when an activation is used; zero for dropped channels unless softmax couples them).
- * A label outside [0, C) sets *err_index to its flat index (b * S + s).
- * Returns 0 on success, -1 on bad label, -2 if scratch memory could not be allocated. */
+ * f_out (may be NULL) receives f: B*K values ((b, k) row-major), or K values when batch.
+ * grad_out (same shape as x; may be NULL; may be x itself but must not partly overlap it)
+ * receives grad_scale * d(sum f)/dx (w.r.t. the logits when an activation is used; zero
+ * for dropped channels unless softmax couples them).
+ * A label outside [0, C) sets *err_index to its flat index (b * S + s); labels are all
+ * checked before any output is written.
+ * Returns 0 on success, -1 on bad label, -2 if scratch memory could not be allocated,
+ * -3 on invalid arguments (negative sizes, c0 outside [0, C], not exactly one of t/labels,
+ * unknown activation). */
 #define FL_DECL_DICE(T, S)                                                           \
     int fl_dice##S(int64_t B, int64_t C, int64_t Sp, const T *x, const T *t,         \
                    const int64_t *labels, int activation, int64_t c0,                \

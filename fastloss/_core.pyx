@@ -609,7 +609,8 @@ def dice_loss(input, target, *, activation=None, include_background=True,
         False drops channel 0 after the activation (ignored with one channel, as MONAI).
     squared_pred, jaccard, smooth_nr, smooth_dr, batch : as MONAI.
     weight : array_like, optional
-        One non-negative entry per kept channel (or a scalar), as MONAI's ``weight``.
+        One non-negative entry per kept channel (or a scalar), as MONAI's ``weight``;
+        ignored when only one channel is kept, as MONAI.
     reduction : {"mean", "sum", "none"}
         "none" returns the per-(batch, class) loss as (B, C') ((C',) with ``batch=True``),
         not MONAI's broadcastable (B, C', 1, ...).
@@ -651,7 +652,10 @@ def dice_loss(input, target, *, activation=None, include_background=True,
     labels = None
     spatial = x.shape[2:]
     if t_arr.dtype.kind in "iu" and t_arr.shape != x.shape:
-        if t_arr.shape == (B,) + spatial or t_arr.shape == (B, 1) + spatial:
+        if C == 1 and t_arr.shape == (B,) + spatial:
+            # one channel: MONAI skips the one-hot encoding and uses the labels as values
+            dense = _as_real(t_arr, "target", dt).reshape(x.shape)
+        elif t_arr.shape == (B,) + spatial or t_arr.shape == (B, 1) + spatial:
             labels = np.asarray(t_arr, dtype=np.int64, order="C")
         else:
             raise ValueError(f"input and target do not fit: target must have input's shape "
@@ -662,7 +666,7 @@ def dice_loss(input, target, *, activation=None, include_background=True,
         if dense.shape != x.shape:
             raise _shape_error("input", x.shape, "target", dense.shape)
     w = None
-    if weight is not None:
+    if weight is not None and K > 1:  # MONAI ignores (and does not check) it when K == 1
         w = _as_real(weight, "weight", dt)
         if w.ndim == 0:
             w = np.full(K, w, dtype=dt)
@@ -671,8 +675,6 @@ def dice_loss(input, target, *, activation=None, include_background=True,
                              f"got weight.shape={w.shape}")
         if not np.all(w >= 0):
             raise ValueError("weight must hold non-negative values")
-        if C == 1:
-            w = None  # MONAI applies class weights only with more than one channel
     nf = K if batch else B * K
     f = np.empty(nf, dtype=np.float64)
     cdef _Outputs o = _Outputs(None, x.shape, dt, None, grad_out, (x, dense, labels, w),
@@ -701,6 +703,8 @@ def dice_loss(input, target, *, activation=None, include_background=True,
         raise IndexError(f"target holds class index {bad} (at flat index {err}), outside [0, {C})")
     if status == -2:
         raise MemoryError("dice_loss: could not allocate scratch memory")
+    if status != 0:
+        raise RuntimeError(f"internal error: dice kernel rejected its arguments ({status})")
     o.finish()
     if red == "none":
         shape_f = (<object>K,) if batch else (<object>B, <object>K)
