@@ -417,17 +417,21 @@ cdef tuple _class_layout(object x, object axis):
     inner = 1
     for k in range(ax + 1, nd):
         inner *= shape[k]
+    if shape[ax] == 0:
+        raise ValueError(f"input has 0 classes along axis {ax} (input.shape={shape})")
     return ax, outer, shape[ax], inner
 
 
-cdef object _class_labels(object target, tuple expected, str name="target"):
-    """Integer class indices of the expected shape, as C-contiguous int64."""
+cdef object _class_labels(object target, object x, int ax, str name="target"):
+    """Integer class indices of x's shape without the class axis, as C-contiguous int64."""
     t = np.asarray(target)
     if t.dtype.kind not in "iu":
         raise TypeError(f"{name} must hold integer class indices, got dtype {t.dtype}")
+    expected = x.shape[:ax] + x.shape[ax + 1:]
     if t.shape != expected:
-        raise ValueError(f"input and {name} do not fit: {name} must have input's shape without "
-                         f"the class axis, {expected}, got {name}.shape={t.shape}")
+        raise ValueError(f"input and {name} do not fit: with input.shape={x.shape} (classes "
+                         f"on axis {ax}) {name} must have shape {expected}, got "
+                         f"{name}.shape={t.shape}")
     return np.asarray(t, dtype=np.int64, order="C")
 
 
@@ -509,7 +513,7 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
                                "the same shape for class-probability targets")
         denom = <double>(outer * inner)
     else:
-        t = _class_labels(t_arr, sample_shape)
+        t = _class_labels(t_arr, x, ax)
         denom = _check_labels(t, C, w, ign, f32)
     cdef _Outputs o = _Outputs(sample_shape, x.shape, dt, out, grad_out, (x, t, w),
                                red == "none", return_grad)
@@ -567,7 +571,7 @@ def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-10
             raise ValueError("alpha must be finite")
     cdef bint f32 = dt == np.float32
     sample_shape = x.shape[:ax] + x.shape[ax + 1:]
-    t = _class_labels(target, sample_shape)
+    t = _class_labels(target, x, ax)
     cdef double denom = _check_labels(t, C, None, ign, f32)
     cdef _Outputs o = _Outputs(sample_shape, x.shape, dt, out, grad_out, (x, t, a),
                                red == "none", return_grad)
