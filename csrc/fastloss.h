@@ -1,7 +1,7 @@
 /*
  * fastloss C API: fused forward+backward loss kernels over contiguous arrays.
  *
- * Plain C99, no Python. Every kernel exists as _f32 (float) and _f64 (double),
+ * Plain C11 (also valid C99), no Python. Every kernel exists as _f32 (float) and _f64 (double),
  * expanded from one template per family (see real.h).
  *
  * Conventions shared by all kernels
@@ -10,7 +10,9 @@
  * - Lengths, counts and indices are int64_t (64-bit indexing everywhere).
  * - loss_out (per-element / per-row losses) may be NULL: then only the sum is computed.
  * - grad_out may be NULL: then no gradient is computed. When given, it receives
- *   grad_scale * d(loss_i)/d(input), written once per element.  grad_scale carries the
+ *   grad_scale * d(loss_i)/d(input).  Softmax and Dice kernels use it as scratch between
+ *   their sweeps (an element is never read before this call wrote it), so grad_out may be
+ *   input itself but must not partly overlap an input.  grad_scale carries the
  *   reduction (1 for "sum"/"none", 1/denominator for "mean").
  * - The return value is the sum of the per-element losses (as written to loss_out,
  *   i.e. including weights), accumulated in double with compensated summation.
@@ -119,7 +121,8 @@ double fl_class_target_weight_sum_f64(int64_t n, const int64_t *labels, int64_t 
                                   int64_t *err_index);
 FL_DECLARE_BOTH(FL_DECL_CE_INDEX)
 
-/* Softmax cross-entropy with class-probability targets t (same layout as x):
+/* Softmax cross-entropy with class-probability targets t (same layout as x); torch's
+ * "mean" divides by the number of samples (outer * inner), not by the weights:
  *   t' = (1 - eps) t + eps / C;  loss_row = -sum_c w[c] t'_c logp_c
  *   dloss/dx_j = p_j * sum_c w[c] t'_c - w[j] t'_j */
 #define FL_DECL_CE_PROB(T, S)                                                        \
@@ -132,7 +135,8 @@ FL_DECLARE_BOTH(FL_DECL_CE_PROB)
 /* Softmax focal loss with class-index targets:
  *   loss_row = -a[y] (1 - p_y)^gamma logp_y   (a = alpha per class, NULL: ones)
  *   dloss/dx_j = -a[y] ([j == y] - p_j) ((1 - p_y)^gamma - gamma p_y logp_y (1 - p_y)^(gamma - 1))
- * computed in log space (finite for 0 < gamma < 1 as p_y -> 1); ignored rows: 0. */
+ * gamma >= 0; finite for 0 < gamma < 1 as p_y -> 1; ignored rows get loss 0 and gradient 0
+ * even when their logits are NaN (torch gives NaN there).  err_index must not be NULL. */
 #define FL_DECL_SOFTMAX_FOCAL(T, S)                                                  \
     double fl_softmax_focal##S(int64_t outer, int64_t C, int64_t inner,              \
                                const T *x, const int64_t *labels, const T *alpha,    \
