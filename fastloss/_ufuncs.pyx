@@ -8,9 +8,13 @@ the outputs are contiguous and the parameters are broadcast scalars (stride 0), 
 hands the whole inner dimension to the kernel; otherwise it calls the same kernel one
 element at a time, so both paths give the same bits.
 
-Invalid values (a probability outside [0, 1], delta <= 0, gamma < 0, a class index out of
-range) give NaN and raise the floating-point "invalid" flag, so NumPy warns exactly as it
-does for np.log(-1) (and obeys np.errstate).
+Floating-point flags: the kernels compare NaNs and pass through intermediate infinities
+on purpose (stable formulations), which sets FP status flags that NumPy would turn into
+spurious warnings.  Each loop therefore saves the FP environment, runs the kernel, and
+restores it; then invalid values (a probability outside [0, 1], delta <= 0, gamma < 0, a
+class index out of range) give NaN and raise the "invalid" flag, so NumPy warns exactly
+as it does for np.log(-1) (and obeys np.errstate), while quiet NaN inputs propagate
+silently as in np.exp(np.nan).
 """
 import numpy as np
 
@@ -26,8 +30,12 @@ from numpy cimport (PyUFunc_FromFuncAndData, PyUFunc_FromFuncAndDataAndSignature
 from fastloss._kernels cimport *
 
 cdef extern from "<fenv.h>" nogil:
+    ctypedef struct fenv_t:
+        pass
     int FE_INVALID
     int feraiseexcept(int excepts)
+    int fegetenv(fenv_t *envp)
+    int fesetenv(const fenv_t *envp)
 
 cnp.import_array()
 cnp.import_ufunc()
@@ -154,6 +162,8 @@ cdef void _elem_loop(char **args, const npy_intp *dims, const npy_intp *steps,
     cdef bint whole = steps[0] == sz and steps[1] == sz and steps[nin] == sz
     cdef int bad = 0
     cdef double p1 = 0.0, p2 = 0.0
+    cdef fenv_t env
+    fegetenv(&env)
     if spec.nout == 2:
         whole = whole and steps[nin + 1] == sz
     for k in range(spec.nparams):
@@ -173,6 +183,7 @@ cdef void _elem_loop(char **args, const npy_intp *dims, const npy_intp *steps,
             bad |= spec.fn(1, args[0] + i * steps[0], args[1] + i * steps[1], p1, p2,
                            args[nin] + i * steps[nin],
                            grad + i * steps[nin + 1] if grad != NULL else NULL)
+    fesetenv(&env)
     if bad:
         feraiseexcept(FE_INVALID)
 
@@ -230,8 +241,11 @@ cdef void _row_loop(char **args, const npy_intp *dims, const npy_intp *steps,
             if label < 0 or label >= C:
                 whole = 0
                 break
+    cdef fenv_t env
+    fegetenv(&env)
     if whole:
         spec.fn(N, C, 1, x, <const int64_t *>lab, loss, grad)
+        fesetenv(&env)
         return
     row = <char *>malloc(2 * C * sz + 1)
     if row == NULL:
@@ -253,6 +267,7 @@ cdef void _row_loop(char **args, const npy_intp *dims, const npy_intp *steps,
             for j in range(C):
                 memcpy(grad + i * sg + j * cg, grow + j * sz, sz)
     free(row)
+    fesetenv(&env)
     if bad:
         feraiseexcept(FE_INVALID)
 
