@@ -150,7 +150,7 @@ FL_INLINE void FL(bcel_run)(int64_t m, const real *x, const real *y,
     }
 }
 
-double FL(fl_bce_logits)(int64_t n, const real *x, const real *y,
+double FLK(fl_bce_logits)(int64_t n, const real *x, const real *y,
                          const real *w, int64_t w_inner, int64_t w_len,
                          const real *pw, int64_t pw_inner, int64_t pw_len,
                          real *loss_out, real *grad_out, double grad_scale_)
@@ -212,7 +212,7 @@ FL_INLINE void FL(bce_run)(int64_t m, int64_t i0, const real *p, const real *y,
     }
 }
 
-double FL(fl_bce)(int64_t n, const real *p, const real *y,
+double FLK(fl_bce)(int64_t n, const real *p, const real *y,
                   const real *w, int64_t w_inner, int64_t w_len,
                   real *loss_out, real *grad_out, double grad_scale_, int64_t *err_index)
 {
@@ -388,7 +388,7 @@ FL_INLINE void FL(focal_elem)(real x, real y, const FL(focal_par) *P, real gs,
     *grad_o = (at * (dce * F + t2)) * gs;
 }
 
-double FL(fl_sigmoid_focal)(int64_t n, const real *x, const real *y, double alpha,
+double FLK(fl_sigmoid_focal)(int64_t n, const real *x, const real *y, double alpha,
                             double gamma, real *loss_out, real *grad_out,
                             double grad_scale_)
 {

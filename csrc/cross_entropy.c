@@ -195,7 +195,7 @@ static inline FL(ce_coef) FL(ce_coef_focal)(FL(ce_lab) l, double a, double gamma
 
 /* ------------------------------------------------------------ index targets */
 
-double FL(fl_class_target_weight_sum)(int64_t n, const int64_t *labels, int64_t C,
+double FLK(fl_class_target_weight_sum)(int64_t n, const int64_t *labels, int64_t C,
                                       const real *weight, int64_t ignore_index,
                                       int64_t *err_index)
 {
@@ -458,7 +458,7 @@ static double FL(ce_index_core)(int64_t outer, int64_t C, int64_t inner, const r
     return fl_acc_result(&acc);
 }
 
-double FL(fl_softmax_ce_index)(int64_t outer, int64_t C, int64_t inner, const real *x,
+double FLK(fl_softmax_ce_index)(int64_t outer, int64_t C, int64_t inner, const real *x,
                                const int64_t *labels, const real *weight,
                                int64_t ignore_index, double label_smoothing,
                                real *loss_out, real *grad_out, double grad_scale,
@@ -469,7 +469,7 @@ double FL(fl_softmax_ce_index)(int64_t outer, int64_t C, int64_t inner, const re
                              err_index);
 }
 
-double FL(fl_softmax_focal)(int64_t outer, int64_t C, int64_t inner, const real *x,
+double FLK(fl_softmax_focal)(int64_t outer, int64_t C, int64_t inner, const real *x,
                             const int64_t *labels, const real *alpha, double gamma,
                             int64_t ignore_index, real *loss_out, real *grad_out,
                             double grad_scale, int64_t *err_index)
@@ -484,7 +484,7 @@ double FL(fl_softmax_focal)(int64_t outer, int64_t C, int64_t inner, const real 
  *   Tw = sum_c k_c,  TD = sum_{k_c != 0} k_c (x_c - m)
  *   loss = -sum_c k_c logp_c = Tw L - TD
  *   g_j = gs (p_j Tw - w_j t'_j) = e_j (gs Tw / S) - w_j (gs t'_j) */
-double FL(fl_softmax_ce_prob)(int64_t outer, int64_t C, int64_t inner, const real *x,
+double FLK(fl_softmax_ce_prob)(int64_t outer, int64_t C, int64_t inner, const real *x,
                               const real *t, const real *weight, double label_smoothing,
                               real *loss_out, real *grad_out, double grad_scale)
 {

@@ -37,7 +37,24 @@
 extern "C" {
 #endif
 
-#define FL_DECLARE_BOTH(decl) decl(float, _f32) decl(double, _f64)
+/*
+ * Every kernel is declared once, by a macro FL_DECL_<KERNEL>(T, S, D) that hands its
+ * return type, name (fl_<kernel> with suffix S) and parameter list to the declarator D:
+ *   FL_AS_FUNCTION        a function: the per-target kernels, e.g. fl_huber_f32_avx2
+ *   FL_AS_EXTERN_POINTER  a function pointer: the public names, e.g. fl_huber_f32, which
+ *                         dispatch.c points at the best target once (fl_dispatch_init).
+ * Callers (the Cython layer, C users) call the public names like functions.
+ */
+#define FL_AS_FUNCTION(R, name, params) R name params;
+#define FL_AS_EXTERN_POINTER(R, name, params) extern R (*name) params;
+
+/* the public pointers, both dtypes */
+#define FL_DECLARE_BOTH(decl) decl(float, _f32, FL_AS_EXTERN_POINTER)                     \
+                              decl(double, _f64, FL_AS_EXTERN_POINTER)
+/* the kernels of one target, both dtypes (tgt may be a macro, e.g. FL_TARGET) */
+#define FL_DECLARE_TARGET(decl, tgt) FL_DECLARE_TARGET_(decl, tgt)
+#define FL_DECLARE_TARGET_(decl, tgt) decl(float, _f32_##tgt, FL_AS_FUNCTION)             \
+                                      decl(double, _f64_##tgt, FL_AS_FUNCTION)
 
 /* ---------------------------------------------------------------- binary.c */
 
@@ -49,11 +66,10 @@ extern "C" {
  * cancellation (both terms >= 0 for y in [0, 1], pw >= 0).  At x = +-inf a term whose
  * coefficient is 0 contributes 0 (its limit), not 0 * inf = NaN.
  */
-#define FL_DECL_BCE_LOGITS(T, S)                                                    \
-    double fl_bce_logits##S(int64_t n, const T *x, const T *y,                       \
-                            const T *w, int64_t w_inner, int64_t w_len,              \
-                            const T *pw, int64_t pw_inner, int64_t pw_len,           \
-                            T *loss_out, T *grad_out, double grad_scale);
+#define FL_DECL_BCE_LOGITS(T, S, D)                                                       \
+    D(double, fl_bce_logits##S, (int64_t n, const T *x, const T *y, const T *w,           \
+      int64_t w_inner, int64_t w_len, const T *pw, int64_t pw_inner, int64_t pw_len,      \
+      T *loss_out, T *grad_out, double grad_scale))
 FL_DECLARE_BOTH(FL_DECL_BCE_LOGITS)
 
 /* Binary cross-entropy on probabilities, torch semantics:
@@ -61,10 +77,10 @@ FL_DECLARE_BOTH(FL_DECL_BCE_LOGITS)
  *   dloss/dp = w * (p - y) / max(p * (1 - p), 1e-12)
  * p outside [0, 1] (not NaN): loss and grad are NaN there, and *err_index is the first
  * such index (-1 if none).  The kernel does not stop at a bad p. */
-#define FL_DECL_BCE(T, S)                                                            \
-    double fl_bce##S(int64_t n, const T *p, const T *y,                              \
-                     const T *w, int64_t w_inner, int64_t w_len,                     \
-                     T *loss_out, T *grad_out, double grad_scale, int64_t *err_index);
+#define FL_DECL_BCE(T, S, D)                                                              \
+    D(double, fl_bce##S, (int64_t n, const T *p, const T *y, const T *w,                  \
+      int64_t w_inner, int64_t w_len, T *loss_out, T *grad_out, double grad_scale,        \
+      int64_t *err_index))
 FL_DECLARE_BOTH(FL_DECL_BCE)
 
 /* Sigmoid focal loss, torchvision semantics (log space or double-word arithmetic where
@@ -72,26 +88,25 @@ FL_DECLARE_BOTH(FL_DECL_BCE)
  *   p = sigmoid(x), ce = bce_with_logits(x, y), p_t = p y + (1 - p)(1 - y)
  *   loss_i = ce * (1 - p_t)^gamma * (alpha >= 0 ? alpha y + (1 - alpha)(1 - y) : 1)
  * Finite loss and grad for every finite x and every gamma >= 0 (gamma = 0: (1-p_t)^0 = 1). */
-#define FL_DECL_SIGMOID_FOCAL(T, S)                                                  \
-    double fl_sigmoid_focal##S(int64_t n, const T *x, const T *y, double alpha,      \
-                               double gamma, T *loss_out, T *grad_out,               \
-                               double grad_scale);
+#define FL_DECL_SIGMOID_FOCAL(T, S, D)                                                    \
+    D(double, fl_sigmoid_focal##S, (int64_t n, const T *x, const T *y, double alpha,      \
+      double gamma, T *loss_out, T *grad_out, double grad_scale))
 FL_DECLARE_BOTH(FL_DECL_SIGMOID_FOCAL)
 
 /* ------------------------------------------------------------ regression.c */
 
 /* Huber, torch semantics (delta > 0): d = x - y;
  *   loss = 0.5 d^2 if |d| < delta else delta (|d| - 0.5 delta);  dloss/dx = clamp(d, -delta, delta) */
-#define FL_DECL_HUBER(T, S)                                                          \
-    double fl_huber##S(int64_t n, const T *x, const T *y, double delta,              \
-                       T *loss_out, T *grad_out, double grad_scale);
+#define FL_DECL_HUBER(T, S, D)                                                            \
+    D(double, fl_huber##S, (int64_t n, const T *x, const T *y, double delta,              \
+      T *loss_out, T *grad_out, double grad_scale))
 FL_DECLARE_BOTH(FL_DECL_HUBER)
 
 /* Smooth L1, torch semantics (beta >= 0; beta == 0 is L1 with gradient sign(d), sign(0) = 0):
  *   loss = 0.5 d^2 / beta if |d| < beta else |d| - 0.5 beta;  dloss/dx = clamp(d / beta, -1, 1) */
-#define FL_DECL_SMOOTH_L1(T, S)                                                      \
-    double fl_smooth_l1##S(int64_t n, const T *x, const T *y, double beta,           \
-                           T *loss_out, T *grad_out, double grad_scale);
+#define FL_DECL_SMOOTH_L1(T, S, D)                                                        \
+    D(double, fl_smooth_l1##S, (int64_t n, const T *x, const T *y, double beta,           \
+      T *loss_out, T *grad_out, double grad_scale))
 FL_DECLARE_BOTH(FL_DECL_SMOOTH_L1)
 
 /* --------------------------------------------------------- cross_entropy.c */
@@ -100,12 +115,10 @@ FL_DECLARE_BOTH(FL_DECL_SMOOTH_L1)
  * cross_entropy / nll_loss: sum over non-ignored samples of weight[label] (count when
  * weight is NULL).  A label outside [0, C) that is not ignore_index sets *err_index to
  * its flat index and the function returns 0. */
-double fl_class_target_weight_sum_f32(int64_t n, const int64_t *labels, int64_t C,
-                                      const float *weight, int64_t ignore_index,
-                                      int64_t *err_index);
-double fl_class_target_weight_sum_f64(int64_t n, const int64_t *labels, int64_t C,
-                                      const double *weight, int64_t ignore_index,
-                                      int64_t *err_index);
+#define FL_DECL_CLASS_TARGET_WEIGHT_SUM(T, S, D)                                          \
+    D(double, fl_class_target_weight_sum##S, (int64_t n, const int64_t *labels, int64_t C, \
+      const T *weight, int64_t ignore_index, int64_t *err_index))
+FL_DECLARE_BOTH(FL_DECL_CLASS_TARGET_WEIGHT_SUM)
 
 /* Softmax cross-entropy with class-index targets (torch F.cross_entropy):
  *   logp = log_softmax(x_row); eps = label_smoothing; w = weight (NULL: ones)
@@ -113,23 +126,21 @@ double fl_class_target_weight_sum_f64(int64_t n, const int64_t *labels, int64_t 
  *   ignored rows (label == ignore_index): loss 0, gradient 0.
  *   dloss/dx_j = (1 - eps) * w[y] * (p_j - [j == y]) + (eps / C) * (W p_j - w[j]),  W = sum_c w[c]
  * Bad label: *err_index = flat sample index, return value undefined, outputs partly written. */
-#define FL_DECL_CE_INDEX(T, S)                                                       \
-    double fl_softmax_ce_index##S(int64_t outer, int64_t C, int64_t inner,           \
-                                  const T *x, const int64_t *labels, const T *weight,\
-                                  int64_t ignore_index, double label_smoothing,      \
-                                  T *loss_out, T *grad_out, double grad_scale,       \
-                                  int64_t *err_index);
+#define FL_DECL_CE_INDEX(T, S, D)                                                         \
+    D(double, fl_softmax_ce_index##S, (int64_t outer, int64_t C, int64_t inner,           \
+      const T *x, const int64_t *labels, const T *weight, int64_t ignore_index,           \
+      double label_smoothing, T *loss_out, T *grad_out, double grad_scale,                \
+      int64_t *err_index))
 FL_DECLARE_BOTH(FL_DECL_CE_INDEX)
 
 /* Softmax cross-entropy with class-probability targets t (same layout as x); torch's
  * "mean" divides by the number of samples (outer * inner), not by the weights:
  *   t' = (1 - eps) t + eps / C;  loss_row = -sum_c w[c] t'_c logp_c
  *   dloss/dx_j = p_j * sum_c w[c] t'_c - w[j] t'_j */
-#define FL_DECL_CE_PROB(T, S)                                                        \
-    double fl_softmax_ce_prob##S(int64_t outer, int64_t C, int64_t inner,            \
-                                 const T *x, const T *t, const T *weight,            \
-                                 double label_smoothing,                             \
-                                 T *loss_out, T *grad_out, double grad_scale);
+#define FL_DECL_CE_PROB(T, S, D)                                                          \
+    D(double, fl_softmax_ce_prob##S, (int64_t outer, int64_t C, int64_t inner,            \
+      const T *x, const T *t, const T *weight, double label_smoothing, T *loss_out,       \
+      T *grad_out, double grad_scale))
 FL_DECLARE_BOTH(FL_DECL_CE_PROB)
 
 /* Softmax focal loss with class-index targets:
@@ -137,12 +148,11 @@ FL_DECLARE_BOTH(FL_DECL_CE_PROB)
  *   dloss/dx_j = -a[y] ([j == y] - p_j) ((1 - p_y)^gamma - gamma p_y logp_y (1 - p_y)^(gamma - 1))
  * gamma >= 0; finite for 0 < gamma < 1 as p_y -> 1; ignored rows get loss 0 and gradient 0
  * even when their logits are NaN (torch gives NaN there).  err_index must not be NULL. */
-#define FL_DECL_SOFTMAX_FOCAL(T, S)                                                  \
-    double fl_softmax_focal##S(int64_t outer, int64_t C, int64_t inner,              \
-                               const T *x, const int64_t *labels, const T *alpha,    \
-                               double gamma, int64_t ignore_index,                   \
-                               T *loss_out, T *grad_out, double grad_scale,          \
-                               int64_t *err_index);
+#define FL_DECL_SOFTMAX_FOCAL(T, S, D)                                                    \
+    D(double, fl_softmax_focal##S, (int64_t outer, int64_t C, int64_t inner,              \
+      const T *x, const int64_t *labels, const T *alpha, double gamma,                    \
+      int64_t ignore_index, T *loss_out, T *grad_out, double grad_scale,                  \
+      int64_t *err_index))
 FL_DECLARE_BOTH(FL_DECL_SOFTMAX_FOCAL)
 
 /* --------------------------------------------------------------- overlap.c */
@@ -166,13 +176,60 @@ enum fl_activation { FL_ACT_NONE = 0, FL_ACT_SIGMOID = 1, FL_ACT_SOFTMAX = 2 };
  * Returns 0 on success, -1 on bad label, -2 if scratch memory could not be allocated,
  * -3 on invalid arguments (negative sizes, c0 outside [0, C], not exactly one of t/labels,
  * unknown activation). */
-#define FL_DECL_DICE(T, S)                                                           \
-    int fl_dice##S(int64_t B, int64_t C, int64_t Sp, const T *x, const T *t,         \
-                   const int64_t *labels, int activation, int64_t c0,                \
-                   int squared_pred, int jaccard, double smooth_nr, double smooth_dr,\
-                   int batch, const T *weight, double *f_out, T *grad_out,           \
-                   double grad_scale, int64_t *err_index);
+#define FL_DECL_DICE(T, S, D)                                                             \
+    D(int, fl_dice##S, (int64_t B, int64_t C, int64_t Sp, const T *x, const T *t,         \
+      const int64_t *labels, int activation, int64_t c0, int squared_pred,                \
+      int jaccard, double smooth_nr, double smooth_dr, int batch, const T *weight,        \
+      double *f_out, T *grad_out, double grad_scale, int64_t *err_index))
 FL_DECLARE_BOTH(FL_DECL_DICE)
+
+/* --------------------------------------------------------------- dispatch.c */
+
+/* Every kernel: X(name, FL_DECL macro).  Adding a kernel = its FL_DECL macro + one line. */
+#define FL_KERNELS(X)                                                                     \
+    X(bce_logits, FL_DECL_BCE_LOGITS)                                                     \
+    X(bce, FL_DECL_BCE)                                                                   \
+    X(sigmoid_focal, FL_DECL_SIGMOID_FOCAL)                                               \
+    X(huber, FL_DECL_HUBER)                                                               \
+    X(smooth_l1, FL_DECL_SMOOTH_L1)                                                       \
+    X(class_target_weight_sum, FL_DECL_CLASS_TARGET_WEIGHT_SUM)                           \
+    X(softmax_ce_index, FL_DECL_CE_INDEX)                                                 \
+    X(softmax_ce_prob, FL_DECL_CE_PROB)                                                   \
+    X(softmax_focal, FL_DECL_SOFTMAX_FOCAL)                                               \
+    X(dice, FL_DECL_DICE)
+
+/* The CPU targets every family file is compiled for (setup.py's TARGETS must match),
+ * worst first.  Adding a target = one entry here, its flags in setup.py, its feature
+ * test in dispatch.c. */
+#if defined(__x86_64__) || defined(_M_X64)
+#define FL_TARGETS(X) X(baseline) X(avx2) X(avx512)
+#else
+#define FL_TARGETS(X) X(baseline)
+#endif
+
+/* A family file compiled for a target (-DFL_TARGET=avx2, as setup.py does) sees the
+ * prototypes of the kernels it defines, so their signatures are checked. */
+#ifdef FL_TARGET
+#define FL_DECLARE_CURRENT(name, decl) FL_DECLARE_TARGET(decl, FL_TARGET)
+FL_KERNELS(FL_DECLARE_CURRENT)
+#endif
+
+/* Points every public kernel name at the given target ("" or NULL: the best one this
+ * CPU supports).  Returns 0, -1 for an unknown target name, -2 for a target this CPU
+ * (or OS: XSAVE state) does not support.  Called once at import; idempotent. */
+int fl_dispatch_init(const char *target);
+/* The target the public names point at ("baseline", "avx2", "avx512"). */
+const char *fl_dispatch_target(void);
+/* Whether this CPU supports a target (1/0; -1 for an unknown name). */
+int fl_target_supported(const char *target);
+/* Space-separated names of all compiled targets, worst first. */
+const char *fl_target_names(void);
+/* Space-separated names of the kernels (FL_KERNELS order). */
+const char *fl_kernel_names(void);
+/* Space-separated CPU features the dispatcher detected (e.g. "sse2 avx2 fma avx512f"). */
+const char *fl_cpu_features(void);
+/* The compiler that built the kernels, e.g. "GCC 12.2.0". */
+const char *fl_compiler(void);
 
 #ifdef __cplusplus
 }

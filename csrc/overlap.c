@@ -387,7 +387,7 @@ static void FL(fl_dice_pass2_softmax)(int64_t C, int64_t S, int64_t SB, const re
     }
 }
 
-int FL(fl_dice)(int64_t B, int64_t C, int64_t Sp, const real *x, const real *t,
+int FLK(fl_dice)(int64_t B, int64_t C, int64_t Sp, const real *x, const real *t,
                 const int64_t *labels, int activation, int64_t c0, int squared_pred,
                 int jaccard, double smooth_nr, double smooth_dr, int batch,
                 const real *weight, double *f_out, real *grad_out, double grad_scale,

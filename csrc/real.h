@@ -4,7 +4,10 @@
  * A family file (binary.c, ...) includes itself once per dtype with FL_REAL_F32 or
  * FL_REAL_F64 defined; each pass includes this header, which (re)defines
  *   real            the element type
- *   FL(name)        name with the dtype suffix (_f32 / _f64)
+ *   FL(name)        name with the dtype suffix (_f32 / _f64): internal helpers, vecmath
+ *   FLK(name)       name with the dtype and target suffixes (_f32_avx2): the exported
+ *                   kernels, one set per target (FL_TARGET, default baseline), which
+ *                   dispatch.c chooses from
  *   R_EXP, R_LOG, R_LOG1P, R_EXPM1, R_POW, R_FABS, R_SQRT   libm in that precision
  *   RC(c)           a literal in that precision
  * No -ffast-math: NaN/inf semantics are IEEE.  FP contraction is off (see setup.py),
@@ -12,6 +15,8 @@
  */
 #undef real
 #undef FL
+#undef FLK
+#undef FL_CAT3
 #undef FL_CAT
 #undef FL_CAT2
 #undef R_EXP
@@ -26,10 +31,15 @@
 
 #define FL_CAT2(a, b) a##b
 #define FL_CAT(a, b) FL_CAT2(a, b)
+#define FL_CAT3(a, b, c) FL_CAT(FL_CAT(a, b), c)
+#ifndef FL_TARGET
+#define FL_TARGET baseline
+#endif
 
 #if defined(FL_REAL_F32)
 #define real float
 #define FL(name) FL_CAT(name, _f32)
+#define FLK(name) FL_CAT3(name, _f32_, FL_TARGET)
 #define R_EXP expf
 #define R_LOG logf
 #define R_LOG1P log1pf
@@ -42,6 +52,7 @@
 #elif defined(FL_REAL_F64)
 #define real double
 #define FL(name) FL_CAT(name, _f64)
+#define FLK(name) FL_CAT3(name, _f64_, FL_TARGET)
 #define R_EXP exp
 #define R_LOG log
 #define R_LOG1P log1p

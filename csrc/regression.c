@@ -21,7 +21,7 @@
 
 /* Huber (torch): d = x - y; 0.5 d^2 inside |d| < delta, delta (|d| - delta/2) outside;
  * gradient d clamped to [-delta, delta].  NaN d propagates (both comparisons false). */
-double FL(fl_huber)(int64_t n, const real *x, const real *y, double delta_,
+double FLK(fl_huber)(int64_t n, const real *x, const real *y, double delta_,
                     real *loss_out, real *grad_out, double grad_scale_)
 {
     const real delta = (real)delta_, half_delta = RC(0.5) * (real)delta_;
@@ -48,7 +48,7 @@ double FL(fl_huber)(int64_t n, const real *x, const real *y, double delta_,
 
 /* Smooth L1 (torch): 0.5 d^2 / beta inside |d| < beta, |d| - beta/2 outside; beta = 0 is
  * L1 with gradient sign(d) (0 at d = 0, as torch).  Gradient clamp(d / beta, -1, 1). */
-double FL(fl_smooth_l1)(int64_t n, const real *x, const real *y, double beta_,
+double FLK(fl_smooth_l1)(int64_t n, const real *x, const real *y, double beta_,
                         real *loss_out, real *grad_out, double grad_scale_)
 {
     const real beta = (real)beta_, half_beta = RC(0.5) * (real)beta_;

@@ -20,6 +20,20 @@ from libc.stdint cimport int64_t
 from fastloss._kernels cimport *
 
 cnp.import_array()
+init_dispatch()
+
+
+def dispatch_info():
+    """What the kernels were built with and which target this process uses."""
+    return {
+        "target": fl_dispatch_target().decode(),
+        "targets": fl_target_names().decode().split(),
+        "supported": [t for t in fl_target_names().decode().split()
+                      if fl_target_supported(t.encode()) == 1],
+        "cpu_features": fl_cpu_features().decode().split(),
+        "kernels": fl_kernel_names().decode().split(),
+        "compiler": fl_compiler().decode(),
+    }
 
 _REDUCTIONS = ("mean", "sum", "none")
 _ACTIVATIONS = (None, "sigmoid", "softmax")

@@ -81,3 +81,27 @@ cdef extern from "fastloss.h" nogil:
                     int squared_pred, int jaccard, double smooth_nr, double smooth_dr,
                     int batch, const double *weight, double *f_out, double *grad_out,
                     double grad_scale, int64_t *err_index)
+
+    int fl_dispatch_init(const char *target)
+    const char *fl_dispatch_target()
+    int fl_target_supported(const char *target)
+    const char *fl_target_names()
+    const char *fl_kernel_names()
+    const char *fl_cpu_features()
+    const char *fl_compiler()
+
+
+cdef inline int init_dispatch() except -1:
+    """Points this extension's kernel names at the best target the CPU supports, or at
+    the one FASTLOSS_TARGET names (ImportError when unknown or unsupported).  Each
+    extension module links its own copy of the kernels and calls this at import."""
+    import os
+    target = os.environ.get("FASTLOSS_TARGET", "").strip()
+    rc = fl_dispatch_init(target.encode())
+    if rc == -1:
+        raise ImportError(f"FASTLOSS_TARGET={target!r} is not a target of this build "
+                          f"(compiled targets: {fl_target_names().decode().strip()})")
+    if rc == -2:
+        raise ImportError(f"FASTLOSS_TARGET={target!r}: this CPU does not support that "
+                          f"target (detected features: {fl_cpu_features().decode()})")
+    return 0

@@ -39,6 +39,7 @@ cdef extern from "<fenv.h>" nogil:
 
 cnp.import_array()
 cnp.import_ufunc()
+init_dispatch()
 
 
 # ------------------------------------------------------------------ element-wise kernels
