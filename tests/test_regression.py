@@ -1,0 +1,165 @@
+"""huber_loss and smooth_l1_loss: against the reference, finite differences (away from the
+kinks), torch F.huber_loss / F.smooth_l1_loss (beta = 0 included) and the edge cases."""
+import numpy as np
+import pytest
+
+import fastloss
+from conftest import (RTOL64, assert_grad_fd, assert_ulp_close, get_impl, implementations,
+                      pick_coords)
+
+ref = fastloss.reference
+
+# Parameters exactly representable in float32, so float32 and float64 runs use the same
+# threshold (the reference and the kernels round the parameter to the computing dtype).
+PARAMS = ([pytest.param("huber", d, id=f"huber-delta{d:g}") for d in (1.0, 0.5, 2.5, 2.0 ** -10)]
+          + [pytest.param("smooth_l1", b, id=f"smooth_l1-beta{b:g}") for b in (1.0, 0.5, 2.5, 0.0)])
+SHAPES = {"2d": (9, 7), "3d": (2, 3, 5), "1d": (31,)}
+
+
+def call(mod, kind, x, t, param, **kw):
+    if kind == "huber":
+        return mod.huber_loss(x, t, delta=param, **kw)
+    return mod.smooth_l1_loss(x, t, beta=param, **kw)
+
+
+def make(rng, shape, param, dtype=np.float64, kink_gap=0.0):
+    """x = t + d with d spread over both branches; with kink_gap, |d| stays at least that far
+    from the kinks |d| = param and d = 0 (finite differences must not straddle them)."""
+    t = rng.standard_normal(shape) * 2.0
+    scale = max(param, 0.25)
+    d = rng.standard_normal(shape) * 2.0 * scale
+    if kink_gap:
+        near = (np.abs(np.abs(d) - param) < kink_gap) | (np.abs(d) < kink_gap)
+        d = np.where(near, np.sign(d) * (np.abs(d) + 3 * kink_gap), d)
+    return (t + d).astype(dtype), t.astype(dtype)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", list(SHAPES.values()), ids=list(SHAPES))
+@pytest.mark.parametrize("kind,param", PARAMS)
+def test_float64_matches_reference(kind, param, shape, reduction, rng):
+    x, t = make(rng, shape, param)
+    loss, grad = call(fastloss, kind, x, t, param, reduction=reduction, return_grad=True)
+    rloss, rgrad = call(ref, kind, x, t, param, reduction=reduction, return_grad=True)
+    # d = x - t is rounded identically on both sides; 0.5 d^2 and delta(|d| - delta/2) have
+    # no cancellation (|d| >= delta there): relative agreement, no absolute floor needed.
+    np.testing.assert_allclose(loss, rloss, rtol=RTOL64)
+    np.testing.assert_allclose(grad, rgrad, rtol=RTOL64)
+
+
+@pytest.mark.parametrize("impl", implementations())
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kind,param", PARAMS)
+def test_float32_within_few_ulp_of_exact(impl, kind, param, reduction, rng):
+    mod = get_impl(impl)
+    x, t = make(rng, (9, 7), param, dtype=np.float32)
+    loss, grad = call(mod, kind, x, t, param, reduction=reduction, return_grad=True)
+    eloss, egrad = call(ref, kind, x.astype(np.float64), t.astype(np.float64), param,
+                        reduction=reduction, return_grad=True)
+    # d = x - t in float32 is within 0.5 ulp of the exact difference, 0.5 d^2 within ~2 ulp
+    if reduction == "none":
+        assert_ulp_close(loss, eloss, 4)
+    else:
+        assert type(loss) is np.float32
+        np.testing.assert_allclose(loss, eloss, rtol=1e-6)
+    assert_ulp_close(grad, egrad, 4)
+
+
+@pytest.mark.parametrize("impl", implementations())
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("shape", list(SHAPES.values()), ids=list(SHAPES))
+@pytest.mark.parametrize("kind,param", PARAMS)
+def test_gradient_matches_finite_differences(impl, kind, param, shape, reduction, rng):
+    mod = get_impl(impl)
+    # the 4th-order stencil spans +-2h ~ 2e-5 * max(1, |x|): stay 1e-3 away from the kinks
+    x, t = make(rng, shape, param, kink_gap=1e-3)
+    _, grad = call(mod, kind, x, t, param, reduction=reduction, return_grad=True)
+    assert_grad_fd(lambda z: np.sum(call(mod, kind, z, t, param, reduction=reduction)),
+                   grad, x, pick_coords(x.shape, rng, k=10))
+
+
+def _torch(torch, kind, x, t, param, reduction):
+    F = torch.nn.functional
+    xt = torch.tensor(x, dtype=torch.float64, requires_grad=True)
+    tt = torch.tensor(t, dtype=torch.float64)
+    if kind == "huber":
+        loss = F.huber_loss(xt, tt, delta=param, reduction=reduction)
+    else:
+        loss = F.smooth_l1_loss(xt, tt, beta=param, reduction=reduction)
+    loss.sum().backward()
+    return loss.detach().numpy(), xt.grad.numpy()
+
+
+@pytest.mark.parametrize("impl", implementations())
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@pytest.mark.parametrize("kind,param", PARAMS)
+def test_matches_torch(impl, kind, param, reduction, rng):
+    torch = pytest.importorskip("torch", reason="torch not installed: cross-checks against PyTorch skipped")
+    mod = get_impl(impl)
+    x, t = make(rng, (9, 7), param)
+    # a few differences exactly on the kinks: |d| = param and d = 0
+    x[0, :3] = t[0, :3] + np.array([param, -param, 0.0])
+    loss, grad = call(mod, kind, x, t, param, reduction=reduction, return_grad=True)
+    tloss, tgrad = _torch(torch, kind, x, t, param, reduction)
+    np.testing.assert_allclose(loss, tloss, rtol=1e-10, atol=1e-300)
+    np.testing.assert_allclose(grad, tgrad, rtol=1e-10, atol=1e-300)
+
+
+@pytest.mark.parametrize("impl", implementations())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_huber_hand_values(impl, dtype):
+    """delta = 2, d = x - t:
+      d = 0:    0.5 * 0 = 0,            grad 0
+      d = 1:    0.5 * 1 = 0.5,          grad 1
+      d = -2:   |d| = delta -> linear: 2 * (2 - 1) = 2 (= 0.5 d^2), grad -2
+      d = 5:    2 * (5 - 1) = 8,        grad 2
+      d = -1e30: 2 * (1e30 - 1) = 2e30, grad -2
+      d = +inf: inf, grad 2;  d = -inf: inf, grad -2;  inf - inf: NaN, NaN"""
+    mod = get_impl(impl)
+    inf = np.inf
+    x = np.array([3, 4, 1, 8, -1e30, inf, -inf, inf], dtype=dtype)
+    t = np.array([3, 3, 3, 3, 0, 0, 0, inf], dtype=dtype)
+    loss, grad = mod.huber_loss(x, t, delta=2.0, reduction="none", return_grad=True)
+    assert_ulp_close(loss, np.array([0, 0.5, 2, 8, 2e30, inf, inf, np.nan]), 1)
+    assert_ulp_close(grad, np.array([0, 1, -2, 2, -2, 2, -2, np.nan]), 0)
+
+
+@pytest.mark.parametrize("impl", implementations())
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_smooth_l1_hand_values(impl, dtype):
+    """beta = 0.5:  d = 0.25 -> 0.5 d^2 / beta = 0.0625, grad d / beta = 0.5;
+    d = -3 -> |d| - beta / 2 = 2.75, grad -1;  d = 0 -> 0, grad 0.
+    beta = 0 (L1): d = 0.25 -> 0.25, grad 1;  d = -3 -> 3, grad -1;  d = 0 -> 0, grad 0
+    (torch's gradient of |d| at 0 is 0)."""
+    mod = get_impl(impl)
+    x = np.array([1.25, -2.0, 1.0], dtype=dtype)
+    t = np.array([1.0, 1.0, 1.0], dtype=dtype)
+    loss, grad = mod.smooth_l1_loss(x, t, beta=0.5, reduction="none", return_grad=True)
+    assert_ulp_close(loss, np.array([0.0625, 2.75, 0.0]), 0)
+    assert_ulp_close(grad, np.array([0.5, -1.0, 0.0]), 0)
+    loss, grad = mod.smooth_l1_loss(x, t, beta=0.0, reduction="none", return_grad=True)
+    assert_ulp_close(loss, np.array([0.25, 3.0, 0.0]), 0)
+    assert_ulp_close(grad, np.array([1.0, -1.0, 0.0]), 0)
+
+
+@pytest.mark.parametrize("impl", implementations())
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_huber_is_delta_times_smooth_l1(impl, reduction, rng):
+    """torch documents huber(delta) = delta * smooth_l1(beta = delta): the same holds for
+    the gradients (clamp(d, +-delta) = delta clamp(d / delta, +-1))."""
+    mod = get_impl(impl)
+    x, t = make(rng, (50,), 1.5)
+    hl, hg = mod.huber_loss(x, t, delta=1.5, reduction=reduction, return_grad=True)
+    sl, sg = mod.smooth_l1_loss(x, t, beta=1.5, reduction=reduction, return_grad=True)
+    np.testing.assert_allclose(hl, 1.5 * sl, rtol=1e-14)
+    np.testing.assert_allclose(hg, 1.5 * sg, rtol=1e-14)
+
+
+@pytest.mark.parametrize("impl", implementations())
+def test_mean_is_sum_over_count(impl, rng):
+    mod = get_impl(impl)
+    x, t = make(rng, (6, 5), 1.0)
+    s, gs = mod.huber_loss(x, t, reduction="sum", return_grad=True)
+    m, gm = mod.huber_loss(x, t, reduction="mean", return_grad=True)
+    np.testing.assert_allclose(m, s / 30, rtol=1e-15)
+    np.testing.assert_allclose(gm, gs / 30, rtol=1e-15)
