@@ -36,7 +36,7 @@ if MSVC:
 else:
     # -ffp-contract=off: a*b+c is never fused behind our back, so every target rounds alike.
     C_FLAGS = ["-std=c11", "-O3", "-ffp-contract=off", "-fno-math-errno",
-               "-Wall", "-Wextra"]
+               "-pthread", "-Wall", "-Wextra"]
 
 # (target, extra flags): must match FL_TARGETS in csrc/fastloss.h.  Worst first.
 TARGETS = [("baseline", [])]
@@ -49,7 +49,8 @@ if X86_64:
 
 kernel_libraries = [
     (f"fastloss_{name}", {
-        "sources": FAMILIES + ([os.path.join(CSRC, "dispatch.c")] if name == "baseline" else []),
+        "sources": FAMILIES + ([os.path.join(CSRC, "dispatch.c"), os.path.join(CSRC, "threads.c")]
+                               if name == "baseline" else []),
         "include_dirs": [CSRC],
         "macros": [("FL_TARGET", name)],
         "cflags": C_FLAGS + flags,
@@ -88,7 +89,8 @@ class BuildExt(build_ext):
 common = dict(
     include_dirs=[CSRC, np.get_include()],
     define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
-    extra_compile_args=[] if sys.platform == "win32" else ["-O2"],
+    extra_compile_args=[] if MSVC else ["-O2"],
+    extra_link_args=[] if MSVC else ["-pthread"],
     depends=HEADERS + ["fastloss/_kernels.pxd"],
 )
 

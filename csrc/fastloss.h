@@ -183,6 +183,19 @@ enum fl_activation { FL_ACT_NONE = 0, FL_ACT_SIGMOID = 1, FL_ACT_SOFTMAX = 2 };
       double *f_out, T *grad_out, double grad_scale, int64_t *err_index))
 FL_DECLARE_BOTH(FL_DECL_DICE)
 
+/* ---------------------------------------------------------------- threads.c */
+
+typedef void (*fl_task_fn)(void *ctx, int64_t task);
+
+/* Runs fn(ctx, t) for every t in [0, n_tasks) on up to n_threads threads, the caller
+ * included, and returns how many took part.  One process-wide pool: a call that finds
+ * it in use by another thread runs its tasks serially (no oversubscription).  Fork-safe.
+ * Results must not depend on which thread runs a task: callers split work into blocks
+ * fixed by the data and combine per-block results in block order. */
+int fl_parallel_for(int64_t n_tasks, int n_threads, fl_task_fn fn, void *ctx);
+/* Online CPUs (at least 1). */
+int fl_num_cores(void);
+
 /* --------------------------------------------------------------- dispatch.c */
 
 /* Every kernel: X(name, FL_DECL macro).  Adding a kernel = its FL_DECL macro + one line. */

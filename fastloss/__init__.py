@@ -4,6 +4,9 @@ Functions (torch-style, with ``reduction``, weights and ``return_grad``):
     cross_entropy, binary_cross_entropy, binary_cross_entropy_with_logits,
     sigmoid_focal_loss, softmax_focal_loss, huber_loss, smooth_l1_loss, dice_loss
 
+Every function takes ``n_threads`` (None: one thread for small inputs, all cores or
+``set_num_threads(n)`` for large ones); results are bitwise identical for any count.
+
 ``fastloss.show_config()`` prints the version, compiler, CPU features and the SIMD
 target chosen for each kernel (``FASTLOSS_TARGET=baseline|avx2|avx512`` in the
 environment forces a lower one at import).
@@ -14,6 +17,8 @@ Submodules, available right after ``import fastloss``:
 """
 from fastloss._core import (
     dispatch_info as _dispatch_info,
+    get_num_threads,
+    set_num_threads,
     binary_cross_entropy,
     binary_cross_entropy_with_logits,
     cross_entropy,
@@ -47,6 +52,7 @@ def show_config(file=None):
         f"  targets compiled: {' '.join(info['targets'])}; supported here: "
         f"{' '.join(info['supported'])}",
         f"  target in use: {info['target']}",
+        f"  threads for large inputs: {get_num_threads()}",
         "  kernels:",
     ]
     lines += [f"    {k:26s} {info['target']}" for k in info["kernels"]]
@@ -57,8 +63,10 @@ __all__ = [
     "binary_cross_entropy_with_logits",
     "cross_entropy",
     "dice_loss",
+    "get_num_threads",
     "huber_loss",
     "reference",
+    "set_num_threads",
     "show_config",
     "sigmoid_focal_loss",
     "smooth_l1_loss",

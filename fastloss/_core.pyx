@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 
 cimport numpy as cnp
-from libc.math cimport INFINITY
+from libc.math cimport INFINITY, fabs, isfinite
 from libc.stdint cimport int64_t
 
 from fastloss._kernels cimport *
@@ -220,10 +220,229 @@ cdef tuple _pair(object input, object target, str tname="target"):
     return x, t, dt
 
 
+# ------------------------------------------------------------------ threads
+
+# Work is split into blocks fixed by the data's shape, never by the thread count, and the
+# blocks' loss sums are added in block order: every n_threads gives the same bits.
+# n_threads=None uses one thread below PARALLEL_THRESHOLD elements and all threads above
+# (a thread pool wake-up costs ~10-20 us; this much work takes well over that).
+cdef enum:
+    BLOCK_ELEMENTS = 65536
+    PARALLEL_THRESHOLD = 262144
+
+cdef int _max_threads = 0  # set_num_threads(); 0 = all cores
+
+
+def set_num_threads(n):
+    """Set how many threads ``n_threads=None`` may use for large inputs (None: all
+    cores).  Small inputs always run on the calling thread."""
+    global _max_threads
+    if n is None:
+        _max_threads = 0
+        return
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise ValueError(f"n must be None or an integer >= 1, got {n!r}")
+    _max_threads = int(n)
+
+
+def get_num_threads():
+    """How many threads ``n_threads=None`` uses for large inputs."""
+    return _max_threads if _max_threads > 0 else fl_num_cores()
+
+
+cdef int _threads(object n_threads, int64_t work) except -1:
+    if n_threads is None:
+        if work < PARALLEL_THRESHOLD:
+            return 1
+        return _max_threads if _max_threads > 0 else fl_num_cores()
+    if isinstance(n_threads, (bool, np.bool_)) or not isinstance(n_threads, (int, np.integer)) \
+            or n_threads < 1:
+        raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
+    return min(int(n_threads), 1024)
+
+
+cdef double _sum_partials(const double *p, int64_t n) noexcept nogil:
+    """Compensated sum of the block partials, in block order."""
+    cdef double s = 0.0, c = 0.0, t
+    cdef int64_t i
+    for i in range(n):
+        t = s + p[i]
+        if fabs(s) >= fabs(p[i]):
+            c += (s - t) + p[i]
+        else:
+            c += (p[i] - t) + s
+        s = t
+    return s + c if isfinite(s) else s
+
+
+cdef class _Partials:
+    """Per-block loss sums and error indices: on the stack's worth for one block, an
+    array for more (allocated before the GIL is released)."""
+    cdef double one_sum
+    cdef int64_t one_err
+    cdef object sums_arr, errs_arr
+    cdef double *sums
+    cdef int64_t *errs
+
+    def __cinit__(self, int64_t n_blocks):
+        if n_blocks <= 1:
+            self.sums = &self.one_sum
+            self.errs = &self.one_err
+        else:
+            self.sums_arr = np.zeros(n_blocks, np.float64)
+            self.errs_arr = np.empty(n_blocks, np.int64)
+            self.sums = <double *>cnp.PyArray_DATA(self.sums_arr)
+            self.errs = <int64_t *>cnp.PyArray_DATA(self.errs_arr)
+        self.sums[0] = 0.0
+
+
+cdef enum ElemKind:
+    K_HUBER, K_SMOOTH_L1, K_BCE_LOGITS, K_BCE, K_SIGMOID_FOCAL
+
+ctypedef struct _Bcast:  # a broadcast operand, see _broadcast_operand
+    const char *ptr
+    int64_t inner, len
+    bint cover           # inner * len == n: blocks start at a multiple of inner
+
+ctypedef struct _ElemJob:
+    ElemKind kind
+    bint f32
+    int itemsize
+    int64_t n, block
+    const char *x
+    const char *y
+    _Bcast w, pw
+    double p1, p2
+    char *loss
+    char *grad
+    double scale
+    double *sums
+    int64_t *errs
+
+
+cdef inline const char *_bcast_at(const _Bcast *b, int64_t o, int sz, int64_t *inner,
+                                  int64_t *length) noexcept nogil:
+    """The operand as seen from flat element o (a block start)."""
+    inner[0] = b.inner
+    length[0] = b.len
+    if b.ptr == NULL or b.len == 1 or not b.cover:
+        return b.ptr  # no phase: the block starts at a multiple of inner * len
+    length[0] = b.len - o // b.inner
+    return b.ptr + (o // b.inner) * sz
+
+
+cdef void _elem_task(void *ctx, int64_t t) noexcept nogil:
+    cdef _ElemJob *j = <_ElemJob *>ctx
+    cdef int64_t o = t * j.block
+    cdef int64_t m = min(j.block, j.n - o), wi, wl, pi, pl, err = -1
+    cdef int sz = j.itemsize
+    cdef const char *x = j.x + o * sz
+    cdef const char *y = j.y + o * sz
+    cdef const char *w = _bcast_at(&j.w, o, sz, &wi, &wl)
+    cdef const char *pw = _bcast_at(&j.pw, o, sz, &pi, &pl)
+    cdef char *loss = j.loss + o * sz if j.loss != NULL else NULL
+    cdef char *grad = j.grad + o * sz if j.grad != NULL else NULL
+    cdef double s
+    if j.kind == K_HUBER:
+        s = (fl_huber_f32(m, <float *>x, <float *>y, j.p1, <float *>loss, <float *>grad, j.scale)
+             if j.f32 else
+             fl_huber_f64(m, <double *>x, <double *>y, j.p1, <double *>loss, <double *>grad, j.scale))
+    elif j.kind == K_SMOOTH_L1:
+        s = (fl_smooth_l1_f32(m, <float *>x, <float *>y, j.p1, <float *>loss, <float *>grad, j.scale)
+             if j.f32 else
+             fl_smooth_l1_f64(m, <double *>x, <double *>y, j.p1, <double *>loss, <double *>grad,
+                              j.scale))
+    elif j.kind == K_BCE_LOGITS:
+        s = (fl_bce_logits_f32(m, <float *>x, <float *>y, <float *>w, wi, wl, <float *>pw, pi, pl,
+                               <float *>loss, <float *>grad, j.scale)
+             if j.f32 else
+             fl_bce_logits_f64(m, <double *>x, <double *>y, <double *>w, wi, wl, <double *>pw, pi,
+                               pl, <double *>loss, <double *>grad, j.scale))
+    elif j.kind == K_BCE:
+        s = (fl_bce_f32(m, <float *>x, <float *>y, <float *>w, wi, wl, <float *>loss,
+                        <float *>grad, j.scale, &err)
+             if j.f32 else
+             fl_bce_f64(m, <double *>x, <double *>y, <double *>w, wi, wl, <double *>loss,
+                        <double *>grad, j.scale, &err))
+    else:
+        s = (fl_sigmoid_focal_f32(m, <float *>x, <float *>y, j.p1, j.p2, <float *>loss,
+                                  <float *>grad, j.scale)
+             if j.f32 else
+             fl_sigmoid_focal_f64(m, <double *>x, <double *>y, j.p1, j.p2, <double *>loss,
+                                  <double *>grad, j.scale))
+    j.sums[t] = s
+    j.errs[t] = o + err if err >= 0 else -1
+
+
+cdef int64_t _gcd(int64_t a, int64_t b) noexcept:
+    while b:
+        a, b = b, a % b
+    return a
+
+
+cdef _Bcast _bcast(object arr, int64_t inner, int64_t length, int64_t n, int64_t *unit):
+    """The operand for the kernels, and (through unit) the block-size multiple it needs."""
+    cdef _Bcast b
+    b.ptr = <const char *>_ptr(arr)
+    b.inner = inner
+    b.len = length
+    b.cover = inner * length == n
+    cdef int64_t u = 1
+    if arr is not None and length > 1:
+        u = inner if b.cover else inner * length
+    unit[0] = u
+    return b
+
+
+cdef object _elementwise(ElemKind kind, object x, object y, object dt, str red, _Outputs o,
+                         double p1, double p2, object n_threads, bint return_grad,
+                         tuple w=(None, 1, 1), tuple pw=(None, 1, 1)):
+    """One element-wise loss over x, y (same shape, C-contiguous, dtype dt): blocks of
+    BLOCK_ELEMENTS (rounded to what the broadcast operands need), run on the pool."""
+    cdef _ElemJob j
+    cdef int64_t n = x.size, uw, upw, unit
+    j.kind = kind
+    j.f32 = dt == np.float32
+    j.itemsize = dt.itemsize
+    j.n = n
+    j.x = <const char *>_ptr(x)
+    j.y = <const char *>_ptr(y)
+    j.w = _bcast(w[0], w[1], w[2], n, &uw)
+    j.pw = _bcast(pw[0], pw[1], pw[2], n, &upw)
+    unit = uw // _gcd(uw, upw) * upw
+    j.block = (BLOCK_ELEMENTS + unit - 1) // unit * unit
+    if j.block >= n:
+        j.block = max(n, 1)
+    j.p1 = p1
+    j.p2 = p2
+    j.loss = <char *>_ptr(o.loss)
+    j.grad = <char *>_ptr(o.grad)
+    j.scale = _grad_scale(red, n)
+    cdef int64_t n_blocks = (n + j.block - 1) // j.block, b, err = -1
+    cdef _Partials parts = _Partials(n_blocks)
+    j.sums = parts.sums
+    j.errs = parts.errs
+    cdef int threads = _threads(n_threads, n)
+    cdef double total
+    with nogil:
+        fl_parallel_for(n_blocks, threads, _elem_task, &j)
+        total = _sum_partials(j.sums, n_blocks)
+        if kind == K_BCE:
+            for b in range(n_blocks):
+                if j.errs[b] >= 0:
+                    err = j.errs[b]
+                    break
+    if err >= 0:
+        bad = x.reshape(-1)[err]
+        raise ValueError(f"input must hold probabilities in [0, 1], got {bad!r} at flat "
+                         f"index {err}; for logits use binary_cross_entropy_with_logits")
+    return _finish(total, n, red, o, dt, return_grad)
+
+
 # ------------------------------------------------------------------ regression
 
 def huber_loss(input, target, *, delta=1.0, reduction="mean", return_grad=False,
-               out=None, grad_out=None):
+               out=None, grad_out=None, n_threads=None):
     """Huber loss, torch ``F.huber_loss`` semantics.
 
     loss = 0.5 d**2 if |d| < delta else delta * (|d| - 0.5 delta), with d = input - target.
@@ -238,16 +457,20 @@ def huber_loss(input, target, *, delta=1.0, reduction="mean", return_grad=False,
         Also return the gradient of the returned loss with respect to ``input``.
     out, grad_out : ndarray, optional
         Preallocated loss (for ``reduction="none"``) and gradient arrays.
+    n_threads : int, optional
+        Threads to use; None: one for small inputs, ``get_num_threads()`` for large ones.
+        Results are bitwise identical for every thread count.
 
     Returns
     -------
     loss, or (loss, grad) with ``return_grad=True``.
     """
-    return _regression(0, input, target, delta, "delta", reduction, return_grad, out, grad_out)
+    return _regression(K_HUBER, input, target, delta, "delta", reduction, return_grad, out,
+                       grad_out, n_threads)
 
 
 def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean", return_grad=False,
-                   out=None, grad_out=None):
+                   out=None, grad_out=None, n_threads=None):
     """Smooth L1 loss, torch ``F.smooth_l1_loss`` semantics.
 
     loss = 0.5 d**2 / beta if |d| < beta else |d| - 0.5 beta, with d = input - target;
@@ -255,43 +478,26 @@ def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean", return_grad=Fal
 
     Parameters and returns as :func:`huber_loss`, with ``beta >= 0``.
     """
-    return _regression(1, input, target, beta, "beta", reduction, return_grad, out, grad_out)
+    return _regression(K_SMOOTH_L1, input, target, beta, "beta", reduction, return_grad, out,
+                       grad_out, n_threads)
 
 
-cdef object _regression(int which, object input, object target, object param, str pname,
-                        object reduction, bint return_grad, object out, object grad_out):
+cdef object _regression(ElemKind kind, object input, object target, object param, str pname,
+                        object reduction, bint return_grad, object out, object grad_out,
+                        object n_threads):
     x, t, dt = _pair(input, target)
     red = _check_reduction(reduction)
-    cdef double p = _check_param(param, pname, 0.0, which == 0)
+    cdef double p = _check_param(param, pname, 0.0, kind == K_HUBER)
     cdef _Outputs o = _Outputs(x.shape, x.shape, dt, out, grad_out, (x, t),
                                red == "none", return_grad)
-    cdef int64_t n = x.size
-    cdef double scale = _grad_scale(red, n)
-    cdef void *px = _ptr(x)
-    cdef void *pt = _ptr(t)
-    cdef void *pl = _ptr(o.loss)
-    cdef void *pg = _ptr(o.grad)
-    cdef double total
-    cdef bint f32 = dt == np.float32
-    with nogil:
-        if which == 0:
-            if f32:
-                total = fl_huber_f32(n, <float *>px, <float *>pt, p, <float *>pl, <float *>pg, scale)
-            else:
-                total = fl_huber_f64(n, <double *>px, <double *>pt, p, <double *>pl, <double *>pg, scale)
-        else:
-            if f32:
-                total = fl_smooth_l1_f32(n, <float *>px, <float *>pt, p, <float *>pl, <float *>pg, scale)
-            else:
-                total = fl_smooth_l1_f64(n, <double *>px, <double *>pt, p, <double *>pl, <double *>pg, scale)
-    return _finish(total, n, red, o, dt, return_grad)
+    return _elementwise(kind, x, t, dt, red, o, p, 0.0, n_threads, return_grad)
 
 
 # ------------------------------------------------------------------ binary
 
 def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=None,
                                      reduction="mean", return_grad=False, out=None,
-                                     grad_out=None):
+                                     grad_out=None, n_threads=None):
     """Binary cross-entropy on logits, torch ``F.binary_cross_entropy_with_logits``.
 
     loss = weight * ((1 - y) x + (1 + (pos_weight - 1) y) softplus(-x)), in the stable
@@ -308,32 +514,15 @@ def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=N
     """
     x, t, dt = _pair(input, target)
     red = _check_reduction(reduction)
-    w, w_inner, w_len = _broadcast_operand(weight, "weight", x, dt)
-    pw, pw_inner, pw_len = _broadcast_operand(pos_weight, "pos_weight", x, dt)
-    cdef _Outputs o = _Outputs(x.shape, x.shape, dt, out, grad_out, (x, t, w, pw),
+    w = _broadcast_operand(weight, "weight", x, dt)
+    pw = _broadcast_operand(pos_weight, "pos_weight", x, dt)
+    cdef _Outputs o = _Outputs(x.shape, x.shape, dt, out, grad_out, (x, t, w[0], pw[0]),
                                red == "none", return_grad)
-    cdef int64_t n = x.size, wi = w_inner, wl = w_len, pi = pw_inner, pl_ = pw_len
-    cdef double scale = _grad_scale(red, n)
-    cdef void *px = _ptr(x)
-    cdef void *pt = _ptr(t)
-    cdef void *pw_ = _ptr(w)
-    cdef void *ppw = _ptr(pw)
-    cdef void *pl = _ptr(o.loss)
-    cdef void *pg = _ptr(o.grad)
-    cdef double total
-    cdef bint f32 = dt == np.float32
-    with nogil:
-        if f32:
-            total = fl_bce_logits_f32(n, <float *>px, <float *>pt, <float *>pw_, wi, wl,
-                                      <float *>ppw, pi, pl_, <float *>pl, <float *>pg, scale)
-        else:
-            total = fl_bce_logits_f64(n, <double *>px, <double *>pt, <double *>pw_, wi, wl,
-                                      <double *>ppw, pi, pl_, <double *>pl, <double *>pg, scale)
-    return _finish(total, n, red, o, dt, return_grad)
+    return _elementwise(K_BCE_LOGITS, x, t, dt, red, o, 0.0, 0.0, n_threads, return_grad, w, pw)
 
 
 def binary_cross_entropy(input, target, *, weight=None, reduction="mean",
-                         return_grad=False, out=None, grad_out=None):
+                         return_grad=False, out=None, grad_out=None, n_threads=None):
     """Binary cross-entropy on probabilities, torch ``F.binary_cross_entropy``.
 
     loss = -weight (y max(log p, -100) + (1 - y) max(log(1 - p), -100)); the gradient is
@@ -343,34 +532,14 @@ def binary_cross_entropy(input, target, *, weight=None, reduction="mean",
     """
     x, t, dt = _pair(input, target)
     red = _check_reduction(reduction)
-    w, w_inner, w_len = _broadcast_operand(weight, "weight", x, dt)
-    cdef _Outputs o = _Outputs(x.shape, x.shape, dt, out, grad_out, (x, t, w),
+    w = _broadcast_operand(weight, "weight", x, dt)
+    cdef _Outputs o = _Outputs(x.shape, x.shape, dt, out, grad_out, (x, t, w[0]),
                                red == "none", return_grad)
-    cdef int64_t n = x.size, wi = w_inner, wl = w_len, err = -1
-    cdef double scale = _grad_scale(red, n)
-    cdef void *px = _ptr(x)
-    cdef void *pt = _ptr(t)
-    cdef void *pw_ = _ptr(w)
-    cdef void *pl = _ptr(o.loss)
-    cdef void *pg = _ptr(o.grad)
-    cdef double total
-    cdef bint f32 = dt == np.float32
-    with nogil:
-        if f32:
-            total = fl_bce_f32(n, <float *>px, <float *>pt, <float *>pw_, wi, wl,
-                               <float *>pl, <float *>pg, scale, &err)
-        else:
-            total = fl_bce_f64(n, <double *>px, <double *>pt, <double *>pw_, wi, wl,
-                               <double *>pl, <double *>pg, scale, &err)
-    if err >= 0:
-        bad = x.reshape(-1)[err]
-        raise ValueError(f"input must hold probabilities in [0, 1], got {bad!r} at flat "
-                         f"index {err}; for logits use binary_cross_entropy_with_logits")
-    return _finish(total, n, red, o, dt, return_grad)
+    return _elementwise(K_BCE, x, t, dt, red, o, 0.0, 0.0, n_threads, return_grad, w)
 
 
 def sigmoid_focal_loss(input, target, *, alpha=0.25, gamma=2.0, reduction="mean",
-                       return_grad=False, out=None, grad_out=None):
+                       return_grad=False, out=None, grad_out=None, n_threads=None):
     """Sigmoid focal loss on logits, torchvision ``ops.sigmoid_focal_loss`` semantics.
 
     p = sigmoid(x), ce = BCE-with-logits(x, y), p_t = p y + (1 - p)(1 - y),
@@ -387,22 +556,7 @@ def sigmoid_focal_loss(input, target, *, alpha=0.25, gamma=2.0, reduction="mean"
     cdef double g = _check_param(gamma, "gamma", 0.0, False)
     cdef _Outputs o = _Outputs(x.shape, x.shape, dt, out, grad_out, (x, t),
                                red == "none", return_grad)
-    cdef int64_t n = x.size
-    cdef double scale = _grad_scale(red, n)
-    cdef void *px = _ptr(x)
-    cdef void *pt = _ptr(t)
-    cdef void *pl = _ptr(o.loss)
-    cdef void *pg = _ptr(o.grad)
-    cdef double total
-    cdef bint f32 = dt == np.float32
-    with nogil:
-        if f32:
-            total = fl_sigmoid_focal_f32(n, <float *>px, <float *>pt, a, g, <float *>pl,
-                                         <float *>pg, scale)
-        else:
-            total = fl_sigmoid_focal_f64(n, <double *>px, <double *>pt, a, g, <double *>pl,
-                                         <double *>pg, scale)
-    return _finish(total, n, red, o, dt, return_grad)
+    return _elementwise(K_SIGMOID_FOCAL, x, t, dt, red, o, a, g, n_threads, return_grad)
 
 
 # ------------------------------------------------------------------ softmax rows
@@ -478,8 +632,98 @@ cdef int64_t _check_index(object value, str name) except? -1:
     return v
 
 
+cdef enum RowKind:
+    K_CE_INDEX, K_CE_PROB, K_SOFTMAX_FOCAL
+
+ctypedef struct _RowJob:
+    RowKind kind
+    bint f32
+    int itemsize
+    int64_t outer, C, inner, block  # block: rows (outer indices) per task
+    const char *x
+    const char *t                   # int64 labels, or class probabilities
+    const char *w                   # (C,) weight / alpha, or NULL
+    int64_t ignore_index
+    double param                    # label_smoothing, or gamma
+    char *loss
+    char *grad
+    double scale
+    double *sums
+
+
+cdef void _row_task(void *ctx, int64_t t) noexcept nogil:
+    cdef _RowJob *j = <_RowJob *>ctx
+    cdef int64_t o = t * j.block, m = min(j.block, j.outer - o), err = -1
+    cdef int64_t row = j.C * j.inner
+    cdef int sz = j.itemsize
+    cdef const char *x = j.x + o * row * sz
+    cdef char *loss = j.loss + o * j.inner * sz if j.loss != NULL else NULL
+    cdef char *grad = j.grad + o * row * sz if j.grad != NULL else NULL
+    cdef const int64_t *lab = (<const int64_t *>j.t) + o * j.inner
+    cdef const char *probs = j.t + o * row * sz
+    cdef double s
+    if j.kind == K_CE_INDEX:
+        s = (fl_softmax_ce_index_f32(m, j.C, j.inner, <float *>x, lab, <float *>j.w,
+                                     j.ignore_index, j.param, <float *>loss, <float *>grad,
+                                     j.scale, &err)
+             if j.f32 else
+             fl_softmax_ce_index_f64(m, j.C, j.inner, <double *>x, lab, <double *>j.w,
+                                     j.ignore_index, j.param, <double *>loss, <double *>grad,
+                                     j.scale, &err))
+    elif j.kind == K_CE_PROB:
+        s = (fl_softmax_ce_prob_f32(m, j.C, j.inner, <float *>x, <float *>probs, <float *>j.w,
+                                    j.param, <float *>loss, <float *>grad, j.scale)
+             if j.f32 else
+             fl_softmax_ce_prob_f64(m, j.C, j.inner, <double *>x, <double *>probs,
+                                    <double *>j.w, j.param, <double *>loss, <double *>grad,
+                                    j.scale))
+    else:
+        s = (fl_softmax_focal_f32(m, j.C, j.inner, <float *>x, lab, <float *>j.w, j.param,
+                                  j.ignore_index, <float *>loss, <float *>grad, j.scale, &err)
+             if j.f32 else
+             fl_softmax_focal_f64(m, j.C, j.inner, <double *>x, lab, <double *>j.w, j.param,
+                                  j.ignore_index, <double *>loss, <double *>grad, j.scale,
+                                  &err))
+    # labels were validated before the call (_check_labels): err stays -1
+    j.sums[t] = s
+
+
+cdef object _rowwise(RowKind kind, object x, object t, object w, object dt, int64_t outer,
+                     int64_t C, int64_t inner, int64_t ignore_index, double param,
+                     double denom, str red, _Outputs o, object n_threads, bint return_grad):
+    """A softmax loss over (outer, C, inner) in blocks of whole rows (outer indices)."""
+    cdef _RowJob j
+    j.kind = kind
+    j.f32 = dt == np.float32
+    j.itemsize = dt.itemsize
+    j.outer = outer
+    j.C = C
+    j.inner = inner
+    j.block = max(1, BLOCK_ELEMENTS // max(1, C * inner))
+    if j.block >= outer:
+        j.block = max(outer, 1)
+    j.x = <const char *>_ptr(x)
+    j.t = <const char *>_ptr(t)
+    j.w = <const char *>_ptr(w)
+    j.ignore_index = ignore_index
+    j.param = param
+    j.loss = <char *>_ptr(o.loss)
+    j.grad = <char *>_ptr(o.grad)
+    j.scale = _grad_scale(red, denom)
+    cdef int64_t n_blocks = (outer + j.block - 1) // j.block
+    cdef _Partials parts = _Partials(n_blocks)
+    j.sums = parts.sums
+    cdef int threads = _threads(n_threads, outer * C * inner)
+    cdef double total
+    with nogil:
+        fl_parallel_for(n_blocks, threads, _row_task, &j)
+        total = _sum_partials(j.sums, n_blocks)
+    return _finish(total, denom, red, o, dt, return_grad)
+
+
 def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
-                  reduction="mean", axis=1, return_grad=False, out=None, grad_out=None):
+                  reduction="mean", axis=1, return_grad=False, out=None, grad_out=None,
+                  n_threads=None):
     """Softmax cross-entropy on logits, torch ``F.cross_entropy`` semantics.
 
     Parameters
@@ -500,6 +744,8 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
     return_grad : bool
         Also return the gradient of the returned loss w.r.t. ``input`` (same pass).
     out, grad_out : ndarray, optional
+    n_threads : int, optional
+        As :func:`huber_loss`: blocks of whole rows run in parallel; same bits for any count.
 
     Deviation from torch: when the "mean" denominator is zero (every target ignored),
     the loss is 0.0 and the gradient zero instead of NaN.  A class index outside [0, C)
@@ -518,8 +764,7 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
     sample_shape = x.shape[:ax] + x.shape[ax + 1:]
     t_arr = np.asarray(target)
     cdef bint probs = t_arr.dtype.kind == "f"
-    cdef double denom, total, scale
-    cdef int64_t err = -1
+    cdef double denom
     if probs:
         t = _as_real(t_arr, "target", dt)
         if t.shape != x.shape:
@@ -531,36 +776,13 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
         denom = _check_labels(t, C, w, ign, f32)
     cdef _Outputs o = _Outputs(sample_shape, x.shape, dt, out, grad_out, (x, t, w),
                                red == "none", return_grad)
-    scale = _grad_scale(red, denom)
-    cdef void *px = _ptr(x)
-    cdef void *pt = _ptr(t)
-    cdef void *pw = _ptr(w)
-    cdef void *pl = _ptr(o.loss)
-    cdef void *pg = _ptr(o.grad)
-    with nogil:
-        if probs:
-            if f32:
-                total = fl_softmax_ce_prob_f32(outer, C, inner, <float *>px, <float *>pt,
-                                               <float *>pw, eps, <float *>pl, <float *>pg, scale)
-            else:
-                total = fl_softmax_ce_prob_f64(outer, C, inner, <double *>px, <double *>pt,
-                                               <double *>pw, eps, <double *>pl, <double *>pg, scale)
-        else:
-            if f32:
-                total = fl_softmax_ce_index_f32(outer, C, inner, <float *>px, <int64_t *>pt,
-                                                <float *>pw, ign, eps, <float *>pl,
-                                                <float *>pg, scale, &err)
-            else:
-                total = fl_softmax_ce_index_f64(outer, C, inner, <double *>px, <int64_t *>pt,
-                                                <double *>pw, ign, eps, <double *>pl,
-                                                <double *>pg, scale, &err)
-    if err >= 0:  # labels were validated above: this would be a kernel bug
-        raise RuntimeError(f"internal error: kernel rejected target at flat index {err}")
-    return _finish(total, denom, red, o, dt, return_grad)
+    return _rowwise(K_CE_PROB if probs else K_CE_INDEX, x, t, w, dt, outer, C, inner, ign, eps,
+                    denom, red, o, n_threads, return_grad)
 
 
 def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-100,
-                       reduction="mean", axis=1, return_grad=False, out=None, grad_out=None):
+                       reduction="mean", axis=1, return_grad=False, out=None, grad_out=None,
+                       n_threads=None):
     """Multi-class focal loss on logits with integer class targets.
 
     loss_i = -alpha[y_i] (1 - p_{i,y_i})**gamma log p_{i,y_i}, p = softmax over ``axis``.
@@ -589,30 +811,58 @@ def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-10
     cdef double denom = _check_labels(t, C, None, ign, f32)
     cdef _Outputs o = _Outputs(sample_shape, x.shape, dt, out, grad_out, (x, t, a),
                                red == "none", return_grad)
-    cdef double scale = _grad_scale(red, denom), total
-    cdef int64_t err = -1
-    cdef void *px = _ptr(x)
-    cdef void *pt = _ptr(t)
-    cdef void *pa = _ptr(a)
-    cdef void *pl = _ptr(o.loss)
-    cdef void *pg = _ptr(o.grad)
-    with nogil:
-        if f32:
-            total = fl_softmax_focal_f32(outer, C, inner, <float *>px, <int64_t *>pt,
-                                         <float *>pa, g, ign, <float *>pl, <float *>pg, scale, &err)
-        else:
-            total = fl_softmax_focal_f64(outer, C, inner, <double *>px, <int64_t *>pt,
-                                         <double *>pa, g, ign, <double *>pl, <double *>pg, scale, &err)
-    if err >= 0:
-        raise RuntimeError(f"internal error: kernel rejected target at flat index {err}")
-    return _finish(total, denom, red, o, dt, return_grad)
+    return _rowwise(K_SOFTMAX_FOCAL, x, t, a, dt, outer, C, inner, ign, g, denom, red, o,
+                    n_threads, return_grad)
 
 
 # ------------------------------------------------------------------ Dice
 
+ctypedef struct _DiceJob:
+    bint f32
+    int itemsize
+    int64_t B, C, S, block          # block: samples per task
+    const char *x
+    const char *t
+    const int64_t *labels
+    int activation
+    int64_t c0
+    int squared_pred, jaccard, batch
+    double smooth_nr, smooth_dr
+    const char *w
+    double *f
+    char *grad
+    double scale
+    int64_t *status                 # per block
+    int64_t *err_at                 # per block: flat index of a bad label
+
+
+cdef void _dice_task(void *ctx, int64_t t) noexcept nogil:
+    cdef _DiceJob *j = <_DiceJob *>ctx
+    cdef int64_t b0 = t * j.block, m = min(j.block, j.B - b0), err = -1
+    cdef int64_t sample = j.C * j.S, K = j.C - j.c0
+    cdef int sz = j.itemsize
+    cdef const char *x = j.x + b0 * sample * sz
+    cdef const char *tt = j.t + b0 * sample * sz if j.t != NULL else NULL
+    cdef const int64_t *lab = j.labels + b0 * j.S if j.labels != NULL else NULL
+    cdef double *f = j.f + (0 if j.batch else b0 * K)
+    cdef char *grad = j.grad + b0 * sample * sz if j.grad != NULL else NULL
+    cdef int st
+    if j.f32:
+        st = fl_dice_f32(m, j.C, j.S, <float *>x, <float *>tt, lab, j.activation, j.c0,
+                         j.squared_pred, j.jaccard, j.smooth_nr, j.smooth_dr, j.batch,
+                         <float *>j.w, f, <float *>grad, j.scale, &err)
+    else:
+        st = fl_dice_f64(m, j.C, j.S, <double *>x, <double *>tt, lab, j.activation, j.c0,
+                         j.squared_pred, j.jaccard, j.smooth_nr, j.smooth_dr, j.batch,
+                         <double *>j.w, f, <double *>grad, j.scale, &err)
+    j.status[t] = st
+    j.err_at[t] = b0 * j.S + err if err >= 0 else -1
+
+
 def dice_loss(input, target, *, activation=None, include_background=True,
               squared_pred=False, jaccard=False, smooth_nr=1e-5, smooth_dr=1e-5,
-              batch=False, weight=None, reduction="mean", return_grad=False, grad_out=None):
+              batch=False, weight=None, reduction="mean", return_grad=False, grad_out=None,
+              n_threads=None):
     """Dice loss, MONAI ``DiceLoss`` semantics (``soft_label=False``).
 
     Parameters
@@ -633,6 +883,9 @@ def dice_loss(input, target, *, activation=None, include_background=True,
         "none" returns the per-(batch, class) loss as (B, C') ((C',) with ``batch=True``),
         not MONAI's broadcastable (B, C', 1, ...).
     return_grad, grad_out : as the other functions.
+    n_threads : int, optional
+        As :func:`huber_loss`; samples run in parallel (not with ``batch=True``, which
+        couples them).
     """
     xa = np.asarray(input)
     dt = _real_dtype(xa.dtype, "input")
@@ -697,25 +950,40 @@ def dice_loss(input, target, *, activation=None, include_background=True,
     f = np.empty(nf, dtype=np.float64)
     cdef _Outputs o = _Outputs(None, x.shape, dt, None, grad_out, (x, dense, labels, w),
                                False, return_grad)
-    cdef double scale = _grad_scale(red, nf)
-    cdef int64_t err = -1
-    cdef int status
-    cdef int sq = squared_pred, jac = jaccard, bat = batch
-    cdef void *px = _ptr(x)
-    cdef void *pt = _ptr(dense)
-    cdef void *plab = _ptr(labels)
-    cdef void *pw = _ptr(w)
-    cdef void *pf = _ptr(f)
-    cdef void *pg = _ptr(o.grad)
+    cdef _DiceJob j
+    j.f32 = f32
+    j.itemsize = dt.itemsize
+    j.B, j.C, j.S = B, C, S
+    j.x = <const char *>_ptr(x)
+    j.t = <const char *>_ptr(dense)
+    j.labels = <const int64_t *>_ptr(labels)
+    j.activation = act
+    j.c0 = c0
+    j.squared_pred = squared_pred
+    j.jaccard = jaccard
+    j.batch = batch
+    j.smooth_nr, j.smooth_dr = snr, sdr
+    j.w = <const char *>_ptr(w)
+    j.f = <double *>_ptr(f)
+    j.grad = <char *>_ptr(o.grad)
+    j.scale = _grad_scale(red, nf)
+    # batch=True couples the samples (sums over b before the ratio): one block
+    j.block = B if batch else max(1, BLOCK_ELEMENTS // max(1, C * S))
+    if j.block >= B:
+        j.block = max(B, 1)
+    cdef int64_t n_blocks = (B + j.block - 1) // j.block if B > 0 else 1, b, err = -1
+    outcome = np.zeros((2, n_blocks), np.int64)  # per block: kernel status, bad label index
+    j.status = <int64_t *>_ptr(outcome)
+    j.err_at = j.status + n_blocks
+    cdef int threads = _threads(n_threads, B * C * S)
+    cdef int status = 0
     with nogil:
-        if f32:
-            status = fl_dice_f32(B, C, S, <float *>px, <float *>pt, <int64_t *>plab, act, c0,
-                                 sq, jac, snr, sdr, bat, <float *>pw, <double *>pf,
-                                 <float *>pg, scale, &err)
-        else:
-            status = fl_dice_f64(B, C, S, <double *>px, <double *>pt, <int64_t *>plab, act, c0,
-                                 sq, jac, snr, sdr, bat, <double *>pw, <double *>pf,
-                                 <double *>pg, scale, &err)
+        fl_parallel_for(n_blocks, threads, _dice_task, &j)
+        for b in range(n_blocks):  # the first failing block, in block order
+            if j.status[b] != 0:
+                status = <int>j.status[b]
+                err = j.err_at[b]
+                break
     if status == -1:
         bad = int(labels.reshape(-1)[err])
         raise IndexError(f"target holds class index {bad} (at flat index {err}), outside [0, {C})")

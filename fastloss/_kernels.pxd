@@ -82,6 +82,10 @@ cdef extern from "fastloss.h" nogil:
                     int batch, const double *weight, double *f_out, double *grad_out,
                     double grad_scale, int64_t *err_index)
 
+    ctypedef void (*fl_task_fn)(void *ctx, int64_t task) noexcept nogil
+    int fl_parallel_for(int64_t n_tasks, int n_threads, fl_task_fn fn, void *ctx)
+    int fl_num_cores()
+
     int fl_dispatch_init(const char *target)
     const char *fl_dispatch_target()
     int fl_target_supported(const char *target)
