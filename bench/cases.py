@@ -3,10 +3,13 @@ and the report script (bench/report.py).
 
 Every case is float32 (or float64), "mean" reduction, loss + gradient, and offers callables
 for each contender on the same data:
-  fastloss        the fused call into a preallocated grad_out (how a throughput user calls it)
-  fastloss_alloc  the same call allocating its gradient (reported beside it)
+  fastloss        the fused call into a preallocated grad_out (how a throughput user calls
+                  it), on 1 thread
+  fastloss_alloc  the same call allocating its gradient (reported beside it), 1 thread
+  fastloss_mt     the preallocated call on `threads` threads
   reference       fastloss.reference, the NumPy twin (allocates as NumPy code does)
-  torch           forward + autograd backward (when torch is installed)
+  torch           forward + autograd backward (when torch is installed), on whatever
+                  torch.set_num_threads the caller chose (the report uses `threads`)
   sklearn         sklearn's private _loss loss_gradient, where it has the loss (when installed)
 and the bytes a single pass must move (inputs read once, gradient written once), for the
 memory-roofline fraction.
@@ -29,14 +32,18 @@ def optional(name):
 class Case:
     def __init__(self, name, elements, nbytes, fast, fast_alloc, ref, torch_fn=None,
                  sklearn_fn=None):
+        """fast and fast_alloc take n_threads."""
         self.name = name
         self.elements = elements
         self.nbytes = nbytes
-        self.contenders = {"fastloss": fast, "fastloss_alloc": fast_alloc, "reference": ref}
+        self.contenders = {"fastloss": lambda: fast(1), "fastloss_alloc": lambda: fast_alloc(1),
+                           "fastloss_mt": lambda: fast(Case.threads), "reference": ref}
         if torch_fn is not None:
             self.contenders["torch"] = torch_fn
         if sklearn_fn is not None:
             self.contenders["sklearn"] = sklearn_fn
+
+    threads = 2  # for fastloss_mt; set by the caller (bench/report.py --threads)
 
 
 def _torch_call(torch, loss_of, *arrays):
@@ -57,8 +64,9 @@ def _elementwise(name, fn, n, dtype, rng, make_target, kwargs, torch_loss=None,
     x = (rng.standard_normal(n) * 3).astype(dtype)
     y = make_target(x, rng).astype(dtype)
     g = np.empty_like(x)
-    fast = lambda: getattr(fastloss, fn)(x, y, return_grad=True, grad_out=g, **kwargs)
-    alloc = lambda: getattr(fastloss, fn)(x, y, return_grad=True, **kwargs)
+    fast = lambda k: getattr(fastloss, fn)(x, y, return_grad=True, grad_out=g, n_threads=k,
+                                           **kwargs)
+    alloc = lambda k: getattr(fastloss, fn)(x, y, return_grad=True, n_threads=k, **kwargs)
     ref = lambda: getattr(reference, fn)(x, y, return_grad=True, **kwargs)
     torch = optional("torch")
     tf = _torch_call(torch, torch_loss(torch), x, y) if torch and torch_loss else None
@@ -92,8 +100,8 @@ def cross_entropy_case(n, c, dtype, rng):
     x = (rng.standard_normal((n, c)) * 2).astype(dtype)
     t = rng.integers(0, c, n)
     g = np.empty_like(x)
-    fast = lambda: fastloss.cross_entropy(x, t, return_grad=True, grad_out=g)
-    alloc = lambda: fastloss.cross_entropy(x, t, return_grad=True)
+    fast = lambda k: fastloss.cross_entropy(x, t, return_grad=True, grad_out=g, n_threads=k)
+    alloc = lambda k: fastloss.cross_entropy(x, t, return_grad=True, n_threads=k)
     ref = lambda: reference.cross_entropy(x, t, return_grad=True)
     torch = optional("torch")
     tf = None
@@ -110,8 +118,8 @@ def dice_case(shape, dtype, rng):
     lab = rng.integers(0, shape[1], (shape[0],) + tuple(shape[2:]))
     g = np.empty_like(x)
     kw = dict(activation="softmax")
-    fast = lambda: fastloss.dice_loss(x, lab, return_grad=True, grad_out=g, **kw)
-    alloc = lambda: fastloss.dice_loss(x, lab, return_grad=True, **kw)
+    fast = lambda k: fastloss.dice_loss(x, lab, return_grad=True, grad_out=g, n_threads=k, **kw)
+    alloc = lambda k: fastloss.dice_loss(x, lab, return_grad=True, n_threads=k, **kw)
     ref = lambda: reference.dice_loss(x, lab, return_grad=True, **kw)
     tf = None
     monai = optional("monai.losses")

@@ -7,6 +7,8 @@ It measures the machine's memory bandwidth in the same run with a STREAM "add" k
 (c = a + b over arrays far larger than the caches) and reports, per case: time per call,
 elements per second, speed-up over the NumPy reference and over torch, and the fraction
 of that bandwidth the fastloss call reaches (bytes a single pass must move / time).
+fastloss is compared with the reference at 1 thread each, and with torch at --threads
+each (default: all cores).
 
 Writes bench/results/report.md, report.json and (with matplotlib) report.png.
 """
@@ -20,7 +22,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from cases import optional, standard_cases  # noqa: E402
+from cases import Case, optional, standard_cases  # noqa: E402
 
 import fastloss  # noqa: E402
 
@@ -78,6 +80,7 @@ def run(dtype, scale, repeats, min_time, threads):
     torch = optional("torch")
     if torch is not None:
         torch.set_num_threads(threads)
+    Case.threads = threads
     results = []
     bw = stream_add_bandwidth()
     for case in standard_cases(dtype, scale=scale):
@@ -97,12 +100,15 @@ def markdown(meta, bw, results):
     lines = [
         f"fastloss {meta['fastloss']} | numpy {meta['numpy']} | torch {meta['torch']} | "
         f"sklearn {meta['sklearn']} | {meta['cpu']} ({', '.join(meta['cpu_flags'])}) | "
-        f"{meta['dtype']} | fastloss threads {meta['threads']}, torch threads {meta['threads']} | "
-        f"STREAM add {bw / 1e9:.1f} GB/s",
+        f"{meta['dtype']} | kernels: {meta['target']} | STREAM add (1 thread) {bw / 1e9:.1f} GB/s",
         "",
-        "| case | fastloss | (allocating grad) | NumPy reference | torch | sklearn | "
-        "elements/s | vs reference | vs torch | of bandwidth |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        f"fastloss and the NumPy reference on 1 thread; fastloss ({meta['threads']}t) and torch "
+        f"on {meta['threads']} threads.  ns/el = nanoseconds per element.",
+        "",
+        f"| case | fastloss 1t | (allocating grad) | fastloss {meta['threads']}t | NumPy reference | "
+        f"torch {meta['threads']}t | sklearn | ns/el 1t / {meta['threads']}t | vs reference (1t) | "
+        f"vs torch ({meta['threads']}t) | of bandwidth (1t) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def fmt(t):
@@ -113,12 +119,14 @@ def markdown(meta, bw, results):
     for r in results:
         s = r["seconds"]
         fast = s["fastloss"]
+        mt = s["fastloss_mt"]
         ref = s.get("reference")
         tor = s.get("torch")
         lines.append(
-            f"| {r['case']} | {fmt(fast)} | {fmt(s.get('fastloss_alloc'))} | {fmt(ref)} | "
-            f"{fmt(tor)} | {fmt(s.get('sklearn'))} | {r['elements'] / fast:.3g} | "
-            f"{ref / fast:.1f}x | {(f'{tor / fast:.1f}x' if tor else '-')} | "
+            f"| {r['case']} | {fmt(fast)} | {fmt(s.get('fastloss_alloc'))} | {fmt(mt)} | "
+            f"{fmt(ref)} | {fmt(tor)} | {fmt(s.get('sklearn'))} | "
+            f"{fast / r['elements'] * 1e9:.2f} / {mt / r['elements'] * 1e9:.2f} | "
+            f"{ref / fast:.1f}x | {(f'{tor / mt:.1f}x' if tor else '-')} | "
             f"{r['bytes'] / fast / bw:.0%} |")
     return "\n".join(lines) + "\n"
 
@@ -128,7 +136,7 @@ def plot(results, path):
     if plt is None:
         return False
     names = [r["case"] for r in results]
-    who = ["fastloss", "reference", "torch", "sklearn"]
+    who = ["fastloss", "fastloss_mt", "reference", "torch", "sklearn"]
     fig, ax = plt.subplots(figsize=(10, 0.6 * len(names) + 1.5))
     height = 0.8 / len(who)
     for k, w in enumerate(who):
@@ -150,8 +158,8 @@ def main(argv=None):
     p.add_argument("--scale", type=float, default=1.0, help="problem-size factor")
     p.add_argument("--repeats", type=int, default=3, help="interleaved repetitions")
     p.add_argument("--min-time", type=float, default=0.1, help="seconds per timing")
-    p.add_argument("--threads", type=int, default=1,
-                   help="threads for torch (fastloss 0.1 is single-threaded)")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="threads for fastloss_mt and torch (default: all cores)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                  "results"))
     args = p.parse_args(argv)
@@ -163,6 +171,7 @@ def main(argv=None):
         "sklearn": getattr(sk, "__version__", "not installed"),
         "python": platform.python_version(), "cpu": cpu_name(), "cpu_flags": cpu_flags(),
         "dtype": args.dtype, "threads": args.threads, "scale": args.scale,
+        "target": fastloss._dispatch_info()["target"],
     }
     print(f"{meta['cpu']} | numpy {meta['numpy']} | torch {meta['torch']}", flush=True)
     bw, results = run(np.dtype(args.dtype), args.scale, args.repeats, args.min_time,

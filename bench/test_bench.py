@@ -1,6 +1,8 @@
 """pytest-benchmark suite: `pytest bench --benchmark-only`.
 
-Times every contender of every standard case (bench/cases.py), float32 and float64.
+Times every contender of every standard case (bench/cases.py), float32 and float64:
+fastloss on 1 thread (preallocated gradient, and allocating), fastloss on all cores, the
+NumPy reference, and torch (at all cores too) and scikit-learn when installed.
 Set FASTLOSS_BENCH_SCALE=0.1 for a quick run on smaller inputs.
 """
 import os
@@ -8,9 +10,13 @@ import os
 import numpy as np
 import pytest
 
-from cases import standard_cases
+from cases import Case, optional, standard_cases
 
 SCALE = float(os.environ.get("FASTLOSS_BENCH_SCALE", "1.0"))
+Case.threads = os.cpu_count() or 1
+_torch = optional("torch")
+if _torch is not None:
+    _torch.set_num_threads(Case.threads)
 _CACHE = {}
 
 
@@ -23,7 +29,8 @@ def _cases(dtype):
 
 _NAMES = [c.name for c in standard_cases(np.float32, scale=1e-6)]
 _PARAMS = [(d, i, who) for d in ("float32", "float64") for i in range(len(_NAMES))
-           for who in ("fastloss", "fastloss_alloc", "reference", "torch", "sklearn")]
+           for who in ("fastloss", "fastloss_alloc", "fastloss_mt", "reference", "torch",
+                       "sklearn")]
 
 
 @pytest.mark.parametrize("dtype,index,who", _PARAMS,
