@@ -579,17 +579,23 @@ static __attribute__((noinline)) void apply_pair_f64(const double *x, double *sp
         for (int64_t b = 0; b < n; b += NV * L) {                                        \
             int64_t m = n - b < NV * L ? n - b : NV * L, nv = (m + L - 1) / L;           \
             for (int64_t v = 0; v < nv; v++)                                             \
-                hi[v] = fl_exp_negabs##S(fl_load_partial##S(x + b + v * L, m - v * L, 0),  \
-                                         &lo[v]);                                        \
+                hi[v] = fl_exp_negabs##S(LOAD##S(x + b + v * L, m - v * L), &lo[v]);     \
             for (int64_t v = 0; v < nv; v++) {                                           \
-                fl_v##S xv = fl_load_partial##S(x + b + v * L, m - v * L, 0);            \
-                fl_store_partial##S(sp + b + v * L,                                      \
-                                    fl_softplus_from_exp_u1##S(xv, hi[v], lo[v]), m - v * L); \
-                fl_store_partial##S(sg + b + v * L,                                      \
-                                    fl_sigmoid_from_exp_u1##S(xv, hi[v], lo[v]), m - v * L);  \
+                fl_v##S xv = LOAD##S(x + b + v * L, m - v * L);                          \
+                fl_v##S a = fl_softplus_from_exp_u1##S(xv, hi[v], lo[v]);                \
+                fl_v##S g = fl_sigmoid_from_exp_u1##S(xv, hi[v], lo[v]);                 \
+                if (m - v * L >= L) {                                                    \
+                    fl_store##S(sp + b + v * L, a);                                      \
+                    fl_store##S(sg + b + v * L, g);                                      \
+                } else {                                                                 \
+                    fl_store_partial##S(sp + b + v * L, a, m - v * L);                   \
+                    fl_store_partial##S(sg + b + v * L, g, m - v * L);                   \
+                }                                                                        \
             }                                                                            \
         }                                                                                \
     }
+#define LOAD_f32(p, k) ((k) >= fl_lanes_f32 ? fl_load_f32(p) : fl_load_partial_f32(p, k, 0))
+#define LOAD_f64(p, k) ((k) >= fl_lanes_f64 ? fl_load_f64(p) : fl_load_partial_f64(p, k, 0))
 TWOSTAGE(float, _f32)
 TWOSTAGE(double, _f64)
 
