@@ -1,7 +1,7 @@
 /*
  * overlap.c: overlap-based segmentation losses (Dice / Jaccard, MONAI DiceLoss semantics),
  * float32 and float64 from one template: this file includes itself once per dtype (see
- * real.h).
+ * real.h), and setup.py compiles it once per CPU target (vecmath.h gives the vectors).
  *
  * Layout: x is (B, C, S), S = product of the spatial dims; class c of sample b at position
  * s is x[(b * C + c) * S + s].  Target: dense t (same layout) or labels (B, S), one-hot
@@ -14,16 +14,41 @@
  *           exp(): softmax p, sigmoid exp(-|x|) with the sign of x (gives p and an
  *           accurate p (1 - p)).
  *   pass 2: gradient, chained through the activation.
- * Sums: plain double over blocks of at most FL_DICE_SB positions, the block sums added
- * with Neumaier compensation (accumulate.h), so the error does not grow with S.
- * Softmax (class stride S) is done in blocks of SB spatial positions: each channel's
- * block is a contiguous run, so memory is read sequentially, never with stride S.
+ *
+ * Vectorisation: along S, which is contiguous within a channel.  One step takes a vector
+ * of positions (RL = lanes of the real type) and handles every class there: the C values
+ * of a position are C contiguous loads, one per channel row, and the label vector is
+ * loaded once per step whatever C is.  The softmax over C is then lane-wise: max, exp,
+ * sum, normalise, all in registers (the exp values wait in a C * RL scratch in L1).
+ * The last, partial step uses masked loads and stores (fill values harmless for the
+ * math, tail lanes zeroed before they reach a sum), so it reads and writes nothing out
+ * of bounds and gives every lane the bits a full step would.
+ *
+ * Precision.  Everything after the activation is double: for float32 each real vector is
+ * widened to NH = 2 double vectors (the f32 lanes [0, RL/2) and [RL/2, RL)), and the
+ * softmax denominator z, 1 / z, p = e / z, the sums and the gradient are double, rounded
+ * to float once at the store; the labels are compared as int64 in the double lanes.  So
+ * float32 keeps the accuracy of the former scalar code: p is float(e * (1 / z)) from a
+ * float exp (fl_exp_u1: <= 1 ulp, and the rounding of x - max, as before), and the sums
+ * see the double p (before its rounding to float).  The sigmoid stays float as before
+ * (e = exp(-|x|), r = 1 / (1 + e), p = r or e r), its chain factor e r^2 is double.
+ * FMA: the sums and the gradient use fl_fma_f64 (fused where the target has FMA), so the
+ * last bits differ between the baseline and the FMA targets (within the tests' bounds).
+ *
+ * Sums: per-lane double accumulators, one vector per class and quantity, take at most
+ * FL_DICE_FLUSH_TERMS terms per lane, then are added into per-lane Neumaier accumulators
+ * (fl_dice_vacc), whose lanes are combined with fl_acc at the end: the error does not grow
+ * with S, and the result does not depend on the alignment of any pointer (only on the
+ * target's lane count).  G of a label map is an exact count.
  *
  * Per kept class c (c0 <= c < C), with w = weight[c - c0] (1 if weight is NULL):
  *   D = G + P (jaccard: 2 (G + P - I)),  N = 2 I + smooth_nr,  Dn = D + smooth_dr
  *   f = (1 - N / Dn) w
  *   df/dp = w (-2 t / Dn + (N / Dn^2) dD/dp),  dD/dp = 1 or 2p  (jaccard: 2 (1 - t), 2 (2p - t))
  * written as df/dp = A t + Bc + Cp p with per-class A, Bc, Cp (grad_scale folded in).
+ * Softmax: dx_j = p_j (g_j - sum_k g_k p_k) with g = df/dp (0 for dropped channels).
+ *
+ * Reentrant: all scratch is on the stack or malloc'ed per call.
  */
 #ifndef FL_TEMPLATE_PASS
 #define FL_TEMPLATE_PASS
@@ -33,44 +58,138 @@
 #include <string.h>
 #include "fastloss.h"
 #include "accumulate.h"
+#include "vecmath.h"
 
-#define FL_DICE_SB 256            /* spatial positions per block (max) */
-#define FL_DICE_SB_MIN 16         /* ... (min, for very many classes) */
-#define FL_DICE_BLOCK_ELEMS 32768 /* softmax: C * SB kept near this (cache footprint) */
-#define FL_DICE_STACK_C 64        /* per-class scratch on the stack up to this many classes */
-#define FL_DICE_STACK_BUF 2048    /* softmax without grad_out: block buffer on the stack */
+#define FL_DICE_FLUSH_TERMS 32 /* plain double terms per accumulator lane before a flush */
+#define FL_DICE_STACK_C 16     /* per-class scratch on the stack up to this many classes */
+#define FL_DICE_REG_C 4        /* per-class values in local arrays up to this many classes */
+#define FL_DICE_VALIDATE_CHUNK 1024 /* labels checked per vector chunk */
 
-typedef struct {
-    fl_acc I, G, P;
-} fl_dice_sums;
+#define FL_DICE_INLINE static inline __attribute__((always_inline))
+/* loops over the classes of one step: unrolled (completely when C is a constant) */
+#define FL_DICE_UNROLL_C _Pragma("GCC unroll 4")
 
 /* df/dp = A t + Bc + Cp p  (already times weight and grad_scale) */
 typedef struct {
     double A, Bc, Cp;
 } fl_dice_coef;
 
-/* First flat index of a label outside [0, C), or -1. */
-static int64_t fl_dice_first_bad_label(int64_t n, const int64_t *labels, int64_t C)
+/* Per-lane Neumaier accumulator: lane l holds sum s[l] + c[l]. */
+typedef struct {
+    fl_v_f64 s, c;
+} fl_dice_vacc;
+
+/* I, G, P of one class */
+typedef struct {
+    fl_dice_vacc I, G, P;
+} fl_dice_sums;
+
+enum { FL_DICE_I = 0, FL_DICE_G = 1, FL_DICE_P = 2 }; /* block accumulators: 3 per class */
+
+FL_DICE_INLINE fl_vi_f64 fl_dice_set1_i64(int64_t c)
 {
-    for (int64_t i = 0; i < n; i++)
-        if (labels[i] < 0 || labels[i] >= C) return i;
-    return -1;
+    fl_vi_f64 v;
+    for (int i = 0; i < fl_lanes_f64; i++) v[i] = c;
+    return v;
 }
 
-static void fl_dice_sums_init(fl_dice_sums *s, int64_t n)
+FL_DICE_INLINE fl_vi_f64 fl_dice_iota_i64(void)
 {
-    for (int64_t i = 0; i < n; i++) {
-        fl_acc_init(&s[i].I);
-        fl_acc_init(&s[i].G);
-        fl_acc_init(&s[i].P);
+    fl_vi_f64 v;
+    for (int i = 0; i < fl_lanes_f64; i++) v[i] = i;
+    return v;
+}
+
+static inline void fl_dice_vacc_init(fl_dice_vacc *a)
+{
+    a->s = fl_set1_f64(0.0);
+    a->c = fl_set1_f64(0.0);
+}
+
+/* a += v lane-wise (Neumaier).  |s| >= |v| is compared on the bits (no FP flags; a NaN
+ * lane only makes its own compensation NaN, which fl_dice_vacc_result drops). */
+FL_DICE_INLINE void fl_dice_vacc_add(fl_dice_vacc *a, fl_v_f64 v)
+{
+    const fl_v_f64 s = a->s, t = s + v;
+    const fl_vi_f64 big = (fl_vi_f64)fl_abs_f64(s) >= (fl_vi_f64)fl_abs_f64(v);
+    a->c += fl_select_f64(big, (s - t) + v, (v - t) + s);
+    a->s = t;
+}
+
+/* The lanes combined in a fixed order: sum of the s lanes compensated, plus the c lanes. */
+static double fl_dice_vacc_result(const fl_dice_vacc *a)
+{
+    union {
+        fl_v_f64 v;
+        double d[fl_lanes_f64];
+    } s, c;
+    s.v = a->s;
+    c.v = a->c;
+    fl_acc acc;
+    fl_acc_init(&acc);
+    for (int l = 0; l < fl_lanes_f64; l++) fl_acc_add(&acc, s.d[l]);
+    for (int l = 0; l < fl_lanes_f64; l++) acc.comp += c.d[l];
+    return fl_acc_result(&acc);
+}
+
+/* Lanes [0, n) of p as int64, the others -1 (never a class); reads only p[0, n); n may
+ * be <= 0 (then nothing is read). */
+FL_DICE_INLINE fl_vi_f64 fl_dice_load_labels(const int64_t *p, int64_t n)
+{
+    if (n >= fl_lanes_f64) {
+        fl_vi_f64 v;
+        memcpy(&v, p, sizeof v);
+        return v;
     }
+#if defined(__AVX512F__) && FL_VEC_BYTES == 64
+    const __mmask8 k = (__mmask8)(n > 0 ? (1u << (unsigned)n) - 1u : 0u);
+    return (fl_vi_f64)_mm512_mask_loadu_epi64(_mm512_set1_epi64(-1), k, p);
+#elif defined(__AVX2__) && FL_VEC_BYTES == 32
+    const fl_vi_f64 m = fl_dice_iota_i64() < n;
+    const fl_vi_f64 v = (fl_vi_f64)_mm256_maskload_epi64((const long long *)p, (__m256i)m);
+    return v | ~m;
+#else
+    union {
+        fl_vi_f64 v;
+        int64_t a[fl_lanes_f64];
+    } u;
+    u.v = fl_dice_set1_i64(-1);
+    for (int64_t i = 0; i < n; i++) u.a[i] = p[i];
+    return u.v;
+#endif
+}
+
+/* First flat index of a label outside [0, C), or -1.  Vector chunks OR together
+ * lab | (C - 1 - lab) (sign bit set iff lab < 0 or lab > C - 1, in uint64 arithmetic);
+ * a chunk that has one is rescanned in order. */
+static int64_t fl_dice_first_bad_label(int64_t n, const int64_t *labels, int64_t C)
+{
+    typedef uint64_t vu64 __attribute__((vector_size(FL_VEC_BYTES)));
+    const int64_t L = fl_lanes_f64, CH = FL_DICE_VALIDATE_CHUNK;
+    int64_t i0 = 0;
+    for (; i0 + CH <= n; i0 += CH) {
+        vu64 acc = (vu64)fl_dice_set1_i64(0), a1 = acc;
+        const vu64 cm1 = (vu64)fl_dice_set1_i64(C - 1);
+        for (int64_t i = i0; i < i0 + CH; i += 2 * L) {
+            vu64 v0, v1;
+            memcpy(&v0, labels + i, sizeof v0);
+            memcpy(&v1, labels + i + L, sizeof v1);
+            acc |= v0 | (cm1 - v0);
+            a1 |= v1 | (cm1 - v1);
+        }
+        if (fl_any_f64((fl_vi_f64)(acc | a1) < 0)) break;
+    }
+    for (int64_t i = i0; i < n; i++)
+        if (labels[i] < 0 || labels[i] >= C) return i;
+    return -1;
 }
 
 /* f of one class from its sums; fills the gradient coefficients. */
 static double fl_dice_finish(const fl_dice_sums *s, double w, int squared, int jaccard,
                              double smooth_nr, double smooth_dr, double gs, fl_dice_coef *cf)
 {
-    const double I = fl_acc_result(&s->I), G = fl_acc_result(&s->G), P = fl_acc_result(&s->P);
+    const double I = fl_dice_vacc_result(&s->I), G = fl_dice_vacc_result(&s->G),
+                 P = fl_dice_vacc_result(&s->P);
     double D = G + P;
     if (jaccard) D = 2.0 * (D - I);
     const double N = 2.0 * I + smooth_nr, Dn = D + smooth_dr;
@@ -90,57 +209,126 @@ static double fl_dice_finish(const fl_dice_sums *s, double w, int squared, int j
     return f;
 }
 
-/* Block sums of one channel over n positions: I += p t, G += t (t^2), P += p (p^2).
- * Four fixed lanes (element j goes to lane j % 4), then lanes combined: a fixed order, so
- * results do not depend on the compiler, yet the lanes are independent (no add-latency
- * chain, and the compiler may vectorise without reassociating).  TV(j) is the target of
- * element j as a double. */
-#define FL_DICE_LANES 4
-#define FL_DICE_SUMS_LOOP(TV, SQ)                                                     \
-    do {                                                                            \
-        double li_[FL_DICE_LANES] = {0.0}, lg_[FL_DICE_LANES] = {0.0},              \
-               lp_[FL_DICE_LANES] = {0.0};                                          \
-        int64_t j = 0;                                                              \
-        for (; j + FL_DICE_LANES <= n; j += FL_DICE_LANES)                          \
-            for (int l_ = 0; l_ < FL_DICE_LANES; l_++) {                            \
-                const double q_ = (double)p[j + l_], t_ = TV(j + l_);               \
-                li_[l_] += q_ * t_;                                                 \
-                lg_[l_] += (SQ) ? t_ * t_ : t_;                                     \
-                lp_[l_] += (SQ) ? q_ * q_ : q_;                                     \
-            }                                                                       \
-        for (int l_ = 0; j < n; j++, l_++) {                                        \
-            const double q_ = (double)p[j], t_ = TV(j);                             \
-            li_[l_] += q_ * t_;                                                     \
-            lg_[l_] += (SQ) ? t_ * t_ : t_;                                         \
-            lp_[l_] += (SQ) ? q_ * q_ : q_;                                         \
-        }                                                                           \
-        out[0] = (li_[0] + li_[1]) + (li_[2] + li_[3]);                             \
-        out[1] = (lg_[0] + lg_[1]) + (lg_[2] + lg_[3]);                             \
-        out[2] = (lp_[0] + lp_[1]) + (lp_[2] + lp_[3]);                             \
-    } while (0)
-
-/* Gradient of one channel over n positions: dst[j] = EXPR of g = A t + Bc + Cp p. */
-#define FL_DICE_GRAD_LOOP(TV, DT, EXPR)                                               \
-    do {                                                                            \
-        for (int64_t j = 0; j < n; j++) {                                           \
-            const double p_ = (double)p[j], t_ = TV(j);                             \
-            const double g_ = A * t_ + Bc + Cp * p_;                                \
-            dst[j] = (DT)(EXPR);                                                    \
-        }                                                                           \
-    } while (0)
-
-#define FL_DICE_TV_DENSE(j) ((double)tr[j])
-#define FL_DICE_TV_LABEL(j) fl_dice_onehot(lr[j], c)
-
-/* [lab == c] as 0.0 / 1.0, built on the bits: the compiler turns (double)(lab == c) into
- * an unpredictable branch between two constants. */
-static inline double fl_dice_onehot(int64_t lab, int64_t c)
+/* float32 <-> double lanes: v's lanes [0, RL/2) go to w[0], [RL/2, RL) to w[1]. */
+FL_DICE_INLINE void fl_dice_wide_f32(fl_v_f32 v, fl_v_f64 w[2])
 {
-    const uint64_t bits = ((uint64_t)0 - (uint64_t)(lab == c)) & UINT64_C(0x3FF0000000000000);
-    double v;
-    memcpy(&v, &bits, sizeof v);
-    return v;
+#if defined(__AVX512F__) && FL_VEC_BYTES == 64
+    w[0] = (fl_v_f64)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
+    w[1] = (fl_v_f64)_mm512_cvtps_pd(_mm512_extractf32x8_ps((__m512)v, 1));
+#elif defined(__AVX2__) && FL_VEC_BYTES == 32
+    w[0] = (fl_v_f64)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
+    w[1] = (fl_v_f64)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
+#elif defined(__SSE2__) && FL_VEC_BYTES == 16
+    w[0] = (fl_v_f64)_mm_cvtps_pd((__m128)v);
+    w[1] = (fl_v_f64)_mm_cvtps_pd(_mm_movehl_ps((__m128)v, (__m128)v));
+#else
+    for (int i = 0; i < fl_lanes_f64; i++) {
+        w[0][i] = (double)v[i];
+        w[1][i] = (double)v[i + fl_lanes_f64];
+    }
+#endif
 }
+
+FL_DICE_INLINE fl_v_f32 fl_dice_narrow_f32(const fl_v_f64 w[2])
+{
+#if defined(__AVX512F__) && FL_VEC_BYTES == 64
+    return (fl_v_f32)_mm512_insertf32x8(
+        _mm512_castps256_ps512(_mm512_cvtpd_ps((__m512d)w[0])), _mm512_cvtpd_ps((__m512d)w[1]), 1);
+#elif defined(__AVX2__) && FL_VEC_BYTES == 32
+    return (fl_v_f32)_mm256_insertf128_ps(
+        _mm256_castps128_ps256(_mm256_cvtpd_ps((__m256d)w[0])), _mm256_cvtpd_ps((__m256d)w[1]), 1);
+#elif defined(__SSE2__) && FL_VEC_BYTES == 16
+    return (fl_v_f32)_mm_movelh_ps(_mm_cvtpd_ps((__m128d)w[0]), _mm_cvtpd_ps((__m128d)w[1]));
+#else
+    fl_v_f32 v;
+    for (int i = 0; i < fl_lanes_f64; i++) {
+        v[i] = (float)w[0][i];
+        v[i + fl_lanes_f64] = (float)w[1][i];
+    }
+    return v;
+#endif
+}
+
+FL_DICE_INLINE void fl_dice_wide_f64(fl_v_f64 v, fl_v_f64 w[1]) { w[0] = v; }
+FL_DICE_INLINE fl_v_f64 fl_dice_narrow_f64(const fl_v_f64 w[1]) { return w[0]; }
+
+/* Label tests: lab == c as a mask in the form the target handles best (an AVX-512 mask
+ * register, else all-ones lanes), and the two uses of it. */
+#if defined(__AVX512F__) && FL_VEC_BYTES == 64
+typedef __mmask8 fl_dice_mask;
+FL_DICE_INLINE fl_dice_mask fl_dice_is(fl_vi_f64 lab, int64_t c)
+{
+    return _mm512_cmpeq_epi64_mask((__m512i)lab, _mm512_set1_epi64(c));
+}
+/* acc + (m ? v : 0) */
+FL_DICE_INLINE fl_v_f64 fl_dice_add_if(fl_v_f64 acc, fl_dice_mask m, fl_v_f64 v)
+{
+    return (fl_v_f64)_mm512_mask_add_pd((__m512d)acc, m, (__m512d)acc, (__m512d)v);
+}
+/* m ? a : b */
+FL_DICE_INLINE fl_v_f64 fl_dice_pick(fl_dice_mask m, fl_v_f64 a, fl_v_f64 b)
+{
+    return (fl_v_f64)_mm512_mask_blend_pd(m, (__m512d)b, (__m512d)a);
+}
+#else
+typedef fl_vi_f64 fl_dice_mask;
+FL_DICE_INLINE fl_dice_mask fl_dice_is(fl_vi_f64 lab, int64_t c) { return lab == c; }
+FL_DICE_INLINE fl_v_f64 fl_dice_add_if(fl_v_f64 acc, fl_dice_mask m, fl_v_f64 v)
+{
+    return acc + (fl_v_f64)((fl_vi_f64)v & m);
+}
+FL_DICE_INLINE fl_v_f64 fl_dice_pick(fl_dice_mask m, fl_v_f64 a, fl_v_f64 b)
+{
+    return fl_select_f64(m, a, b);
+}
+#endif
+
+/* Scratch of one call, aligned for the vector types: per-class sums and coefficients,
+ * and FL_DICE_VPC(NH) double vectors per class for the passes' per-class values (pass 1:
+ * 3 block sums and the NH widened exp values; pass 2: p and g, NH each), used when C is
+ * above FL_DICE_REG_C (below, local arrays hold them). */
+#define FL_DICE_VPC(nh) (3 + 2 * (nh))
+typedef struct {
+    fl_dice_sums *sums; /* C */
+    fl_dice_coef *coef; /* C */
+    fl_v_f64 *vec;      /* FL_DICE_VPC(NH) C */
+} fl_dice_scratch;
+
+/* FL_DICE_SPECIALISE(CALL): CALL(activation, dense, squared, C) with constant arguments
+ * for the cases that matter (each becomes its own inlined copy of the loops): the
+ * activation, dense target or labels, squared_pred, and for softmax C = 2..FL_DICE_REG_C
+ * (the C values of one position stay in registers, the loops over C unroll).  Uses act,
+ * t, sq, C of the caller. */
+#define FL_DICE_BY_C(CALL, A, D, Q)                                                      \
+    do {                                                                                 \
+        switch (C) {                                                                     \
+        case 2: CALL(A, D, Q, 2); break;                                                 \
+        case 3: CALL(A, D, Q, 3); break;                                                 \
+        case 4: CALL(A, D, Q, 4); break;                                                 \
+        default: CALL(A, D, Q, C); break;                                                \
+        }                                                                                \
+    } while (0)
+#define FL_DICE_BY_SQ(CALL, A, D)                                                        \
+    do {                                                                                 \
+        if (sq) CALL(A, D, 1, C); else CALL(A, D, 0, C);                                 \
+    } while (0)
+#define FL_DICE_BY_SQ_C(CALL, A, D)                                                      \
+    do {                                                                                 \
+        if (sq) FL_DICE_BY_C(CALL, A, D, 1); else FL_DICE_BY_C(CALL, A, D, 0);           \
+    } while (0)
+#define FL_DICE_SPECIALISE(CALL)                                                         \
+    do {                                                                                 \
+        if (act == FL_ACT_SOFTMAX) {                                                     \
+            if (t) FL_DICE_BY_SQ_C(CALL, FL_ACT_SOFTMAX, 1);                             \
+            else FL_DICE_BY_SQ_C(CALL, FL_ACT_SOFTMAX, 0);                               \
+        } else if (act == FL_ACT_SIGMOID) {                                              \
+            if (t) FL_DICE_BY_SQ(CALL, FL_ACT_SIGMOID, 1);                               \
+            else FL_DICE_BY_SQ(CALL, FL_ACT_SIGMOID, 0);                                 \
+        } else {                                                                         \
+            if (t) FL_DICE_BY_SQ(CALL, FL_ACT_NONE, 1);                                  \
+            else FL_DICE_BY_SQ(CALL, FL_ACT_NONE, 0);                                    \
+        }                                                                                \
+    } while (0)
 
 #define FL_REAL_F32
 #include "overlap.c"
@@ -152,238 +340,303 @@ static inline double fl_dice_onehot(int64_t lab, int64_t c)
 #else /* one template pass: real, FL(), R_*() come from real.h */
 #include "real.h"
 
-#undef FL_DICE_UINT
+#undef RV
+#undef RVI
+#undef RL
+#undef NH
 #undef FL_DICE_SIGN
+#define RV FL(fl_v)       /* vector of reals */
+#define RVI FL(fl_vi)     /* integer lanes of the same width */
+#define RL FL(fl_lanes)   /* reals per vector */
+#define NH (FL(fl_lanes) / fl_lanes_f64) /* double vectors per real vector */
 #if defined(FL_REAL_F32)
-#define FL_DICE_UINT uint32_t
-#define FL_DICE_SIGN UINT32_C(0x80000000)
+#define FL_DICE_SIGN INT32_MIN
 #else
-#define FL_DICE_UINT uint64_t
-#define FL_DICE_SIGN UINT64_C(0x8000000000000000)
+#define FL_DICE_SIGN INT64_MIN
 #endif
 
-/* Branch-free select on the bits: sign ? a : b, for sign = 0 or FL_DICE_SIGN.
- * A ?: on floats stays an unpredictable branch under -ftrapping-math. */
-static inline real FL(fl_dice_select)(FL_DICE_UINT sign, real a, real b)
+/* Stable logistic: e = exp(-|x|) (never overflows), r = 1 / (1 + e), p = r for x >= 0,
+ * e r for x < 0 (sign bit set); NaN stays NaN.  *stash receives e carrying the sign of
+ * x: pass 2 gets from it both p and dp/dx = p (1 - p) = e r^2, accurate even where 1 - p
+ * would cancel. */
+FL_DICE_INLINE RV FL(fl_dice_sigmoid)(RV x, RV *stash)
 {
-    FL_DICE_UINT ua, ub;
-    memcpy(&ua, &a, sizeof ua);
-    memcpy(&ub, &b, sizeof ub);
-    const FL_DICE_UINT m = (FL_DICE_UINT)0 - (sign >> (sizeof(FL_DICE_UINT) * 8 - 1));
-    const FL_DICE_UINT u = (ua & m) | (ub & ~m);
-    real v;
-    memcpy(&v, &u, sizeof v);
-    return v;
+    const RV e = FL(fl_exp_u1)(-FL(fl_abs)(x));
+    const RV r = RC(1.0) / (RC(1.0) + e);
+    const RVI neg = (RVI)x < 0;
+    *stash = (RV)((RVI)e | ((RVI)x & FL_DICE_SIGN));
+    return FL(fl_select)(neg, e * r, r);
 }
 
-static inline FL_DICE_UINT FL(fl_dice_signbit)(real v)
+/* From a stash (signed e): p and the two factors of dp/dx = (e r) r. */
+FL_DICE_INLINE RV FL(fl_dice_sigmoid_back)(RV s, RV *er, RV *r)
 {
-    FL_DICE_UINT u;
-    memcpy(&u, &v, sizeof u);
-    return u & FL_DICE_SIGN;
+    const RV e = FL(fl_abs)(s);
+    *r = RC(1.0) / (RC(1.0) + e);
+    *er = e * *r;
+    return FL(fl_select)((RVI)s < 0, *er, *r);
 }
 
-/* Stable logistic of n <= FL_DICE_SB values: e = exp(-|x|) (never overflows),
- * r = 1 / (1 + e), p = r for x >= 0, e r for x < 0 (sign bit set); NaN stays NaN.
- * stash (may be NULL) receives e carrying the sign of x: pass 2 gets from it both p and
- * dp/dx = p (1 - p) = e r^2, accurate even where 1 - p would cancel.  The exp() calls
- * are a loop of their own so the rest is call-free and branch-free.  stash may be x
- * itself (in-place); p must not. */
-static void FL(fl_dice_sigmoid_block)(int64_t n, const real *x, real *p, real *stash)
+/* Adds one step of class c to its block sums blk[I, G, P]: pw = p in double lanes (NH
+ * vectors), t from the dense row tc (fill 0 past n) or from the label lanes lab.  On the
+ * tail step (tail != 0) lanes >= n of p are zeroed first (t is 0 there already). */
+FL_DICE_INLINE void FL(fl_dice_add_step)(fl_v_f64 *blk, const fl_v_f64 *pw, int dense,
+                                          int sq, const real *tc, const fl_vi_f64 *lab,
+                                          int64_t c, int64_t n, int tail)
 {
-    real ev[FL_DICE_SB];
-    for (int64_t j = 0; j < n; j++) ev[j] = R_EXP(-R_FABS(x[j]));
-    for (int64_t j = 0; j < n; j++) {
-        const real e = ev[j], r = RC(1.0) / (RC(1.0) + e);
-        p[j] = FL(fl_dice_select)(FL(fl_dice_signbit)(x[j]), e * r, r);
-    }
-    if (stash)
-        for (int64_t j = 0; j < n; j++) {
-            FL_DICE_UINT ue;
-            memcpy(&ue, &ev[j], sizeof ue);
-            ue |= FL(fl_dice_signbit)(x[j]);
-            memcpy(&stash[j], &ue, sizeof ue);
+    const fl_v_f64 one = fl_set1_f64(1.0), zero = fl_set1_f64(0.0);
+    fl_v_f64 I = blk[FL_DICE_I], G = blk[FL_DICE_G], P = blk[FL_DICE_P];
+    fl_v_f64 tw[NH];
+    if (dense) FL(fl_dice_wide)(FL(fl_load_partial)(tc, n, RC(0.0)), tw);
+    for (int h = 0; h < NH; h++) {
+        fl_v_f64 p = pw[h];
+        if (tail) p = fl_select_f64(fl_dice_iota_i64() < n - h * fl_lanes_f64, p, zero);
+        if (dense) {
+            const fl_v_f64 t = tw[h];
+            I = fl_fma_f64(p, t, I);
+            G = sq ? fl_fma_f64(t, t, G) : G + t;
+        } else { /* one-hot: t = t^2, G counts */
+            const fl_dice_mask hit = fl_dice_is(lab[h], c);
+            I = fl_dice_add_if(I, hit, p);
+            G = fl_dice_add_if(G, hit, one);
         }
-}
-
-/* out = block sums of p against the target of channel c (dense tr or labels lr). */
-static void FL(fl_dice_block_sums)(int64_t n, const real *p, const real *tr,
-                                   const int64_t *lr, int64_t c, int sq, double out[3])
-{
-    if (tr) {
-        if (sq)
-            FL_DICE_SUMS_LOOP(FL_DICE_TV_DENSE, 1);
-        else
-            FL_DICE_SUMS_LOOP(FL_DICE_TV_DENSE, 0);
-    } else { /* one-hot of a label: t = t^2 */
-        if (sq)
-            FL_DICE_SUMS_LOOP(FL_DICE_TV_LABEL, 1);
-        else
-            FL_DICE_SUMS_LOOP(FL_DICE_TV_LABEL, 0);
+        P = sq ? fl_fma_f64(p, p, P) : P + p;
     }
+    blk[FL_DICE_I] = I;
+    blk[FL_DICE_G] = G;
+    blk[FL_DICE_P] = P;
 }
 
-static inline void FL(fl_dice_add_block)(fl_dice_sums *sc, int64_t n, const real *p,
-                                         const real *tr, const int64_t *lr, int64_t c, int sq)
+/* g = df/dp = A t + Bc + Cp p of class c, in double lanes.  use_cp = 0 drops Cp p when
+ * Cp = 0 (not squared_pred) and p cannot be infinite (softmax, sigmoid: p in [0, 1] or
+ * NaN, and a NaN p makes the gradient NaN through its other factor anyway). */
+FL_DICE_INLINE void FL(fl_dice_dfdp)(fl_v_f64 *g, const fl_v_f64 *pw, int dense, int use_cp,
+                                      const real *tc, const fl_vi_f64 *lab, int64_t c,
+                                      int64_t n, const fl_dice_coef *cf)
 {
-    double out[3];
-    FL(fl_dice_block_sums)(n, p, tr, lr, c, sq, out);
-    fl_acc_add(&sc->I, out[0]);
-    fl_acc_add(&sc->G, out[1]);
-    fl_acc_add(&sc->P, out[2]);
-}
-
-/* Pass 1 of one sample without softmax (each (b, c) row is contiguous).  Dropped
- * channels are skipped.  Sigmoid: the signed exp(-|x|) is stashed into gb when given. */
-static void FL(fl_dice_pass1_rows)(int64_t C, int64_t S, const real *xb, const real *tb,
-                                   const int64_t *lb, int sigmoid, int64_t c0, int sq,
-                                   real *gb, fl_dice_sums *sums)
-{
-    real pblk[FL_DICE_SB];
-    for (int64_t c = c0; c < C; c++) {
-        for (int64_t s0 = 0; s0 < S; s0 += FL_DICE_SB) {
-            const int64_t n = S - s0 < FL_DICE_SB ? S - s0 : FL_DICE_SB;
-            const real *xr = xb + c * S + s0;
-            const real *p = xr;
-            if (sigmoid) {
-                FL(fl_dice_sigmoid_block)(n, xr, pblk, gb ? gb + c * S + s0 : NULL);
-                p = pblk;
-            }
-            FL(fl_dice_add_block)(&sums[c], n, p, tb ? tb + c * S + s0 : NULL,
-                                  lb ? lb + s0 : NULL, c, sq);
-        }
+    const fl_v_f64 A = fl_set1_f64(cf->A), B = fl_set1_f64(cf->Bc), Cp = fl_set1_f64(cf->Cp);
+    fl_v_f64 base[NH];
+    if (dense) {
+        fl_v_f64 tw[NH];
+        FL(fl_dice_wide)(FL(fl_load_partial)(tc, n, RC(0.0)), tw);
+        for (int h = 0; h < NH; h++) base[h] = fl_fma_f64(A, tw[h], B);
+    } else {
+        /* A t + Bc with t = [lab == c]: A + Bc or Bc (as fma(A, t, Bc) gives) */
+        const fl_v_f64 AB = fl_set1_f64(cf->A + cf->Bc);
+        for (int h = 0; h < NH; h++) base[h] = fl_dice_pick(fl_dice_is(lab[h], c), AB, B);
     }
+    for (int h = 0; h < NH; h++) g[h] = use_cp ? fl_fma_f64(Cp, pw[h], base[h]) : base[h];
 }
 
-/* Pass 1 of one sample with softmax over C, in blocks of SB positions.  p goes to gb
- * (stash, same layout as x) when gb != NULL, else to buf (C * SB, per block). */
-static void FL(fl_dice_pass1_softmax)(int64_t C, int64_t S, int64_t SB, const real *xb,
-                                      const real *tb, const int64_t *lb, int64_t c0, int sq,
-                                      real *gb, real *buf, fl_dice_sums *sums)
+FL_DICE_INLINE void FL(fl_dice_load_lab_step)(fl_vi_f64 *lab, const int64_t *lb, int64_t j,
+                                               int64_t n)
 {
-    real m[FL_DICE_SB];
-    double z[FL_DICE_SB];
-    for (int64_t s0 = 0; s0 < S; s0 += SB) {
-        const int64_t n = S - s0 < SB ? S - s0 : SB;
-        for (int64_t j = 0; j < n; j++) m[j] = xb[s0 + j];
-        for (int64_t c = 1; c < C; c++) {
-            const real *xr = xb + c * S + s0;
-            for (int64_t j = 0; j < n; j++) m[j] = xr[j] > m[j] ? xr[j] : m[j];
-        }
-        for (int64_t j = 0; j < n; j++) z[j] = 0.0;
+    for (int h = 0; h < NH; h++)
+        lab[h] = fl_dice_load_labels(lb + j + h * fl_lanes_f64, n - h * fl_lanes_f64);
+}
+
+/* Pass 1, one step: positions [j, j + min(n, RL)) of one sample, every kept class added
+ * to its block sums blk (3 per class).  gb: grad_out of the sample (the stash) or NULL;
+ * ew: C * NH vectors (softmax: the exp values, widened). */
+FL_DICE_INLINE void FL(fl_dice_pass1_step)(int64_t C, int64_t S, int64_t j, int64_t n,
+                                            int tail, int act, int dense, int sq, int64_t c0,
+                                            const real *xb, const real *tb,
+                                            const int64_t *lb, real *gb, fl_v_f64 *blk,
+                                            fl_v_f64 *ew)
+{
+    fl_vi_f64 lab[NH];
+    if (!dense) FL(fl_dice_load_lab_step)(lab, lb, j, n);
+    fl_v_f64 pw[NH];
+    if (act == FL_ACT_SOFTMAX) {
+        /* p = e / z, e = exp(x - max), z = sum e (z and 1 / z in double) */
+        RV m = FL(fl_load_partial)(xb + j, n, RC(0.0));
+        FL_DICE_UNROLL_C
+        for (int64_t c = 1; c < C; c++)
+            m = FL(fl_max)(FL(fl_load_partial)(xb + c * S + j, n, RC(0.0)), m);
+        fl_v_f64 z[NH], rz[NH];
+        for (int h = 0; h < NH; h++) z[h] = fl_set1_f64(0.0);
+        FL_DICE_UNROLL_C
         for (int64_t c = 0; c < C; c++) {
-            const real *xr = xb + c * S + s0;
-            real *pc = gb ? gb + c * S + s0 : buf + c * SB;
-            for (int64_t j = 0; j < n; j++) {
-                const real e = R_EXP(xr[j] - m[j]);
-                pc[j] = e;
-                z[j] += (double)e;
-            }
+            FL(fl_dice_wide)(FL(fl_exp_u1)(FL(fl_load_partial)(xb + c * S + j, n, RC(0.0)) - m),
+                             ew + c * NH);
+            for (int h = 0; h < NH; h++) z[h] += ew[c * NH + h];
         }
-        for (int64_t j = 0; j < n; j++) z[j] = 1.0 / z[j];
+        for (int h = 0; h < NH; h++) rz[h] = 1.0 / z[h];
+        FL_DICE_UNROLL_C
         for (int64_t c = 0; c < C; c++) {
-            real *pc = gb ? gb + c * S + s0 : buf + c * SB;
             if (c < c0 && !gb) continue; /* p of a dropped channel is not needed */
-            for (int64_t j = 0; j < n; j++) pc[j] = (real)((double)pc[j] * z[j]);
+            for (int h = 0; h < NH; h++) pw[h] = ew[c * NH + h] * rz[h];
+            if (gb) FL(fl_store_partial)(gb + c * S + j, FL(fl_dice_narrow)(pw), n);
             if (c >= c0)
-                FL(fl_dice_add_block)(&sums[c], n, pc, tb ? tb + c * S + s0 : NULL,
-                                      lb ? lb + s0 : NULL, c, sq);
+                FL(fl_dice_add_step)(blk + 3 * c, pw, dense, sq,
+                                     dense ? tb + c * S + j : NULL, lab, c, n, tail);
         }
-    }
-}
-
-/* dst[j] = df/dp_j of channel c over n positions, p = x (identity). */
-static void FL(fl_dice_grad_block)(int64_t n, const real *p, const real *tr,
-                                   const int64_t *lr, int64_t c, const fl_dice_coef *cf,
-                                   real *dst)
-{
-    const double A = cf->A, Bc = cf->Bc, Cp = cf->Cp;
-    if (tr)
-        FL_DICE_GRAD_LOOP(FL_DICE_TV_DENSE, real, g_);
-    else
-        FL_DICE_GRAD_LOOP(FL_DICE_TV_LABEL, real, g_);
-}
-
-/* Sigmoid: g[j] holds the stash of pass 1 (signed e = exp(-|x|)); p is recomputed exactly
- * as in pass 1 and dp/dx = e r^2.  Overwritten with the gradient. */
-#define FL_DICE_SIG_GRAD_LOOP(TV)                                                     \
-    do {                                                                            \
-        for (int64_t j = 0; j < n; j++) {                                           \
-            const FL_DICE_UINT sg_ = FL(fl_dice_signbit)(g[j]);                     \
-            const real e_ = R_FABS(g[j]), r_ = RC(1.0) / (RC(1.0) + e_), er_ = e_ * r_; \
-            const double p_ = (double)FL(fl_dice_select)(sg_, er_, r_), t_ = TV(j);  \
-            const double d_ = A * t_ + Bc + Cp * p_;                                \
-            g[j] = (real)(d_ * ((double)er_ * (double)r_));                         \
-        }                                                                           \
-    } while (0)
-
-static void FL(fl_dice_grad_sigmoid)(int64_t n, const real *tr, const int64_t *lr, int64_t c,
-                                     const fl_dice_coef *cf, real *g)
-{
-    const double A = cf->A, Bc = cf->Bc, Cp = cf->Cp;
-    if (tr)
-        FL_DICE_SIG_GRAD_LOOP(FL_DICE_TV_DENSE);
-    else
-        FL_DICE_SIG_GRAD_LOOP(FL_DICE_TV_LABEL);
-}
-
-/* dst[j] = df/dp_j of channel c in double (softmax: g enters g - sum_k g_k p_k, which can
- * cancel, so g is not rounded to real first). */
-static void FL(fl_dice_grad_block_d)(int64_t n, const real *p, const real *tr,
-                                     const int64_t *lr, int64_t c, const fl_dice_coef *cf,
-                                     double *dst)
-{
-    const double A = cf->A, Bc = cf->Bc, Cp = cf->Cp;
-    if (tr)
-        FL_DICE_GRAD_LOOP(FL_DICE_TV_DENSE, double, g_);
-    else
-        FL_DICE_GRAD_LOOP(FL_DICE_TV_LABEL, double, g_);
-}
-
-/* Pass 2 of one sample without softmax.  gb holds the sigmoid stash (sigmoid) or
- * nothing (identity: p = x). */
-static void FL(fl_dice_pass2_rows)(int64_t C, int64_t S, const real *xb, const real *tb,
-                                   const int64_t *lb, int sigmoid, int64_t c0,
-                                   const fl_dice_coef *coef, real *gb)
-{
-    for (int64_t c = 0; c < C; c++) {
-        real *gr = gb + c * S;
-        if (c < c0) {
-            for (int64_t s = 0; s < S; s++) gr[s] = RC(0.0);
-            continue;
-        }
-        if (sigmoid)
-            FL(fl_dice_grad_sigmoid)(S, tb ? tb + c * S : NULL, lb, c, &coef[c], gr);
-        else
-            FL(fl_dice_grad_block)(S, xb + c * S, tb ? tb + c * S : NULL, lb, c, &coef[c], gr);
-    }
-}
-
-/* Pass 2 of one sample with softmax: gb holds p; dx_j = p_j (g_j - sum_k g_k p_k), g = 0
- * for dropped channels. */
-static void FL(fl_dice_pass2_softmax)(int64_t C, int64_t S, int64_t SB, const real *tb,
-                                      const int64_t *lb, int64_t c0,
-                                      const fl_dice_coef *coef, real *gb)
-{
-    double dot[FL_DICE_SB], gblk[FL_DICE_SB];
-    for (int64_t s0 = 0; s0 < S; s0 += SB) {
-        const int64_t n = S - s0 < SB ? S - s0 : SB;
-        const int64_t *lr = lb ? lb + s0 : NULL;
-        for (int64_t j = 0; j < n; j++) dot[j] = 0.0;
-        for (int64_t c = c0; c < C; c++) {
-            const real *pc = gb + c * S + s0;
-            FL(fl_dice_grad_block_d)(n, pc, tb ? tb + c * S + s0 : NULL, lr, c, &coef[c], gblk);
-            for (int64_t j = 0; j < n; j++) dot[j] += gblk[j] * (double)pc[j];
-        }
+    } else {
+        FL_DICE_UNROLL_C
         for (int64_t c = 0; c < C; c++) {
-            real *pc = gb + c * S + s0;
+            if (c < c0) continue;
+            RV p = FL(fl_load_partial)(xb + c * S + j, n, RC(0.0));
+            if (act == FL_ACT_SIGMOID) {
+                RV stash;
+                p = FL(fl_dice_sigmoid)(p, &stash);
+                if (gb) FL(fl_store_partial)(gb + c * S + j, stash, n);
+            }
+            FL(fl_dice_wide)(p, pw);
+            FL(fl_dice_add_step)(blk + 3 * c, pw, dense, sq, dense ? tb + c * S + j : NULL,
+                                 lab, c, n, tail);
+        }
+    }
+}
+
+/* Pass 1 of one sample: steps of RL positions, the block sums flushed into the per-class
+ * sums every FL_DICE_FLUSH_TERMS terms per lane (and at the end).  The per-class vectors
+ * are a local array up to FL_DICE_REG_C classes (registers once C is a constant), else
+ * the call's scratch vmem. */
+FL_DICE_INLINE void FL(fl_dice_pass1_sample)(int64_t C, int64_t S, int act, int dense, int sq,
+                                              int64_t c0, const real *xb, const real *tb,
+                                              const int64_t *lb, real *gb, fl_v_f64 *vmem,
+                                              fl_dice_sums *sums)
+{
+    fl_v_f64 vreg[(3 + NH) * FL_DICE_REG_C];
+    fl_v_f64 *blk = C <= FL_DICE_REG_C ? vreg : vmem;
+    fl_v_f64 *ew = blk + 3 * C;
+    const int64_t span = (FL_DICE_FLUSH_TERMS / NH) * RL; /* positions per flush */
+    for (int64_t j0 = 0; j0 < S; j0 += span) {
+        const int64_t jend = S - j0 < span ? S : j0 + span;
+        for (int64_t c = 0; c < 3 * C; c++) blk[c] = fl_set1_f64(0.0);
+        int64_t j = j0;
+        for (; j + RL <= jend; j += RL)
+            FL(fl_dice_pass1_step)(C, S, j, RL, 0, act, dense, sq, c0, xb, tb, lb, gb, blk, ew);
+        if (j < jend)
+            FL(fl_dice_pass1_step)(C, S, j, jend - j, 1, act, dense, sq, c0, xb, tb, lb, gb,
+                                   blk, ew);
+        for (int64_t c = c0; c < C; c++) {
+            fl_dice_vacc_add(&sums[c].I, blk[3 * c + FL_DICE_I]);
+            fl_dice_vacc_add(&sums[c].G, blk[3 * c + FL_DICE_G]);
+            fl_dice_vacc_add(&sums[c].P, blk[3 * c + FL_DICE_P]);
+        }
+    }
+}
+
+/* Pass 2, one step: the gradient at positions [j, j + min(n, RL)) of every class.
+ * pv, gv: C * NH vectors each (softmax: p and g of every class, kept between the two
+ * loops). */
+FL_DICE_INLINE void FL(fl_dice_pass2_step)(int64_t C, int64_t S, int64_t j, int64_t n,
+                                            int act, int dense, int sq, int64_t c0,
+                                            const real *xb, const real *tb,
+                                            const int64_t *lb, const fl_dice_coef *coef,
+                                            real *gb, fl_v_f64 *pv, fl_v_f64 *gv)
+{
+    const int use_cp = sq || act == FL_ACT_NONE;
+    fl_vi_f64 lab[NH];
+    if (!dense) FL(fl_dice_load_lab_step)(lab, lb, j, n);
+    fl_v_f64 pw[NH], g[NH], o[NH];
+    if (act == FL_ACT_SOFTMAX) {
+        /* dx_j = p_j (g_j - sum_k g_k p_k), g = 0 for dropped channels */
+        fl_v_f64 dot[NH];
+        for (int h = 0; h < NH; h++) dot[h] = fl_set1_f64(0.0);
+        FL_DICE_UNROLL_C
+        for (int64_t c = 0; c < C; c++) {
+            fl_v_f64 *p = pv + c * NH, *gc = gv + c * NH;
+            FL(fl_dice_wide)(FL(fl_load_partial)(gb + c * S + j, n, RC(0.0)), p);
             if (c < c0) {
-                for (int64_t j = 0; j < n; j++) pc[j] = (real)(-(double)pc[j] * dot[j]);
+                for (int h = 0; h < NH; h++) gc[h] = fl_set1_f64(0.0);
                 continue;
             }
-            FL(fl_dice_grad_block_d)(n, pc, tb ? tb + c * S + s0 : NULL, lr, c, &coef[c], gblk);
-            for (int64_t j = 0; j < n; j++) pc[j] = (real)((double)pc[j] * (gblk[j] - dot[j]));
+            FL(fl_dice_dfdp)(gc, p, dense, use_cp, dense ? tb + c * S + j : NULL, lab, c, n,
+                             &coef[c]);
+            for (int h = 0; h < NH; h++) dot[h] = fl_fma_f64(gc[h], p[h], dot[h]);
         }
+        FL_DICE_UNROLL_C
+        for (int64_t c = 0; c < C; c++) {
+            for (int h = 0; h < NH; h++) o[h] = pv[c * NH + h] * (gv[c * NH + h] - dot[h]);
+            FL(fl_store_partial)(gb + c * S + j, FL(fl_dice_narrow)(o), n);
+        }
+    } else {
+        FL_DICE_UNROLL_C
+        for (int64_t c = 0; c < C; c++) {
+            if (c < c0) {
+                FL(fl_store_partial)(gb + c * S + j, FL(fl_set1)(RC(0.0)), n);
+                continue;
+            }
+            if (act == FL_ACT_SIGMOID) {
+                /* gb holds the stash of pass 1 (signed e = exp(-|x|)): dx = g e r^2 */
+                RV er, r;
+                const RV p = FL(fl_dice_sigmoid_back)(
+                    FL(fl_load_partial)(gb + c * S + j, n, RC(0.0)), &er, &r);
+                fl_v_f64 erw[NH], rw[NH];
+                FL(fl_dice_wide)(p, pw);
+                FL(fl_dice_wide)(er, erw);
+                FL(fl_dice_wide)(r, rw);
+                FL(fl_dice_dfdp)(g, pw, dense, use_cp, dense ? tb + c * S + j : NULL, lab, c,
+                                 n, &coef[c]);
+                for (int h = 0; h < NH; h++) o[h] = g[h] * (erw[h] * rw[h]);
+            } else {
+                FL(fl_dice_wide)(FL(fl_load_partial)(xb + c * S + j, n, RC(0.0)), pw);
+                FL(fl_dice_dfdp)(o, pw, dense, use_cp, dense ? tb + c * S + j : NULL, lab, c,
+                                 n, &coef[c]);
+            }
+            FL(fl_store_partial)(gb + c * S + j, FL(fl_dice_narrow)(o), n);
+        }
+    }
+}
+
+/* Pass 2 of one sample.  Up to FL_DICE_REG_C classes the coefficients are copied to a
+ * local array (then they stay in registers: the stores to gb cannot change them) and
+ * the per-class vectors are local, else the call's scratch vmem. */
+FL_DICE_INLINE void FL(fl_dice_pass2_sample)(int64_t C, int64_t S, int act, int dense, int sq,
+                                              int64_t c0, const real *xb, const real *tb,
+                                              const int64_t *lb, const fl_dice_coef *coef_mem,
+                                              real *gb, fl_v_f64 *vmem)
+{
+    fl_dice_coef coef_reg[FL_DICE_REG_C];
+    fl_v_f64 vreg[2 * NH * FL_DICE_REG_C];
+    const fl_dice_coef *coef = coef_mem;
+    fl_v_f64 *pv = vmem;
+    if (C <= FL_DICE_REG_C) {
+        for (int64_t c = 0; c < C; c++) coef_reg[c] = coef_mem[c];
+        coef = coef_reg;
+        pv = vreg;
+    }
+    fl_v_f64 *gv = pv + NH * C;
+    int64_t j = 0;
+    for (; j + RL <= S; j += RL)
+        FL(fl_dice_pass2_step)(C, S, j, RL, act, dense, sq, c0, xb, tb, lb, coef, gb, pv, gv);
+    if (j < S)
+        FL(fl_dice_pass2_step)(C, S, j, S - j, act, dense, sq, c0, xb, tb, lb, coef, gb, pv,
+                               gv);
+}
+
+/* The passes over samples [b0, b1), specialised (FL_DICE_SPECIALISE). */
+static void FL(fl_dice_pass1)(int64_t b0, int64_t b1, int64_t C, int64_t S, int act,
+                              int64_t c0, int sq, const real *x, const real *t,
+                              const int64_t *labels, real *grad, const fl_dice_scratch *sc)
+{
+    for (int64_t b = b0; b < b1; b++) {
+        const real *xb = x + b * C * S;
+        const real *tb = t ? t + b * C * S : NULL;
+        const int64_t *lb = labels ? labels + b * S : NULL;
+        real *gb = grad ? grad + b * C * S : NULL;
+#define FL_DICE_P1(A, D, Q, CC)                                                          \
+    FL(fl_dice_pass1_sample)(CC, S, A, D, Q, c0, xb, tb, lb, gb, sc->vec, sc->sums)
+        FL_DICE_SPECIALISE(FL_DICE_P1);
+#undef FL_DICE_P1
+    }
+}
+
+static void FL(fl_dice_pass2)(int64_t b0, int64_t b1, int64_t C, int64_t S, int act,
+                              int64_t c0, int sq, const real *x, const real *t,
+                              const int64_t *labels, real *grad, const fl_dice_scratch *sc)
+{
+    for (int64_t b = b0; b < b1; b++) {
+        const real *xb = x + b * C * S;
+        const real *tb = t ? t + b * C * S : NULL;
+        const int64_t *lb = labels ? labels + b * S : NULL;
+        real *gb = grad + b * C * S;
+#define FL_DICE_P2(A, D, Q, CC)                                                          \
+    FL(fl_dice_pass2_sample)(CC, S, A, D, Q, c0, xb, tb, lb, sc->coef, gb, sc->vec)
+        FL_DICE_SPECIALISE(FL_DICE_P2);
+#undef FL_DICE_P2
     }
 }
 
@@ -407,76 +660,48 @@ int FLK(fl_dice)(int64_t B, int64_t C, int64_t Sp, const real *x, const real *t,
     }
     if (C == 0) return 0;
 
-    const int softmax = activation == FL_ACT_SOFTMAX, sigmoid = activation == FL_ACT_SIGMOID;
     const int sq = squared_pred != 0, jac = jaccard != 0;
     const int64_t K = C - c0;
 
-    /* softmax block width: C * SB near FL_DICE_BLOCK_ELEMS, within [SB_MIN, SB] */
-    int64_t SB = FL_DICE_BLOCK_ELEMS / C;
-    if (SB > FL_DICE_SB) SB = FL_DICE_SB;
-    if (SB < FL_DICE_SB_MIN) SB = FL_DICE_SB_MIN;
-    /* SB depends on C only, so f is bit-identical with and without grad_out */
-    const int need_buf = softmax && grad_out == NULL;
-
-    /* scratch: per-class sums and coefficients (+ the softmax block buffer) */
+    /* scratch: on the stack up to FL_DICE_STACK_C classes, else one aligned malloc */
     fl_dice_sums sums_stack[FL_DICE_STACK_C];
     fl_dice_coef coef_stack[FL_DICE_STACK_C];
-    real buf_stack[FL_DICE_STACK_BUF];
-    fl_dice_sums *sums = sums_stack;
-    fl_dice_coef *coef = coef_stack;
-    real *buf = buf_stack;
+    fl_v_f64 vec_stack[FL_DICE_VPC(NH) * FL_DICE_STACK_C];
+    fl_dice_scratch sc = {sums_stack, coef_stack, vec_stack};
     void *heap = NULL;
-    {
-        const int heap_cls = C > FL_DICE_STACK_C;
-        const int heap_buf = need_buf && C * SB > FL_DICE_STACK_BUF;
-        if (heap_cls || heap_buf) {
-            size_t bytes = 0;
-            if (heap_cls) bytes += (size_t)C * (sizeof(fl_dice_sums) + sizeof(fl_dice_coef));
-            if (heap_buf) bytes += (size_t)C * (size_t)SB * sizeof(real);
-            heap = malloc(bytes);
-            if (!heap) return -2;
-            char *h = (char *)heap;
-            if (heap_cls) {
-                sums = (fl_dice_sums *)h;
-                h += (size_t)C * sizeof(fl_dice_sums);
-                coef = (fl_dice_coef *)h;
-                h += (size_t)C * sizeof(fl_dice_coef);
-            }
-            if (heap_buf) buf = (real *)h;
-        }
+    if (C > FL_DICE_STACK_C) {
+        const size_t al = sizeof(fl_v_f64);
+        const size_t bytes = (size_t)C * (sizeof(fl_dice_sums) + FL_DICE_VPC(NH) * sizeof(fl_v_f64) +
+                                          sizeof(fl_dice_coef));
+        heap = malloc(bytes + al);
+        if (!heap) return -2;
+        char *h = (char *)(((uintptr_t)heap + al - 1) & ~(uintptr_t)(al - 1));
+        sc.sums = (fl_dice_sums *)h;
+        h += (size_t)C * sizeof(fl_dice_sums);
+        sc.vec = (fl_v_f64 *)h;
+        h += (size_t)C * FL_DICE_VPC(NH) * sizeof(fl_v_f64);
+        sc.coef = (fl_dice_coef *)h;
     }
 
     const int64_t nb = batch ? 1 : B; /* groups of samples sharing the sums */
     const int64_t per = batch ? B : 1;
     for (int64_t grp = 0; grp < nb; grp++) {
-        fl_dice_sums_init(sums, C);
-        for (int64_t b = grp * per; b < (grp + 1) * per; b++) {
-            const real *xb = x + b * C * Sp;
-            const real *tb = t ? t + b * C * Sp : NULL;
-            const int64_t *lb = labels ? labels + b * Sp : NULL;
-            real *gb = grad_out ? grad_out + b * C * Sp : NULL;
-            if (softmax)
-                FL(fl_dice_pass1_softmax)(C, Sp, SB, xb, tb, lb, c0, sq, gb, buf, sums);
-            else
-                FL(fl_dice_pass1_rows)(C, Sp, xb, tb, lb, sigmoid, c0, sq, gb, sums);
+        for (int64_t c = 0; c < C; c++) {
+            fl_dice_vacc_init(&sc.sums[c].I);
+            fl_dice_vacc_init(&sc.sums[c].G);
+            fl_dice_vacc_init(&sc.sums[c].P);
         }
+        FL(fl_dice_pass1)(grp * per, (grp + 1) * per, C, Sp, activation, c0, sq, x, t, labels,
+                          grad_out, &sc);
         for (int64_t c = c0; c < C; c++) {
             const double w = weight ? (double)weight[c - c0] : 1.0;
-            const double f = fl_dice_finish(&sums[c], w, sq, jac, smooth_nr, smooth_dr,
-                                            grad_scale, &coef[c]);
+            const double f = fl_dice_finish(&sc.sums[c], w, sq, jac, smooth_nr, smooth_dr,
+                                            grad_scale, &sc.coef[c]);
             if (f_out) f_out[grp * K + (c - c0)] = f;
         }
-        if (!grad_out) continue;
-        for (int64_t b = grp * per; b < (grp + 1) * per; b++) {
-            const real *xb = x + b * C * Sp;
-            const real *tb = t ? t + b * C * Sp : NULL;
-            const int64_t *lb = labels ? labels + b * Sp : NULL;
-            real *gb = grad_out + b * C * Sp;
-            if (softmax)
-                FL(fl_dice_pass2_softmax)(C, Sp, SB, tb, lb, c0, coef, gb);
-            else
-                FL(fl_dice_pass2_rows)(C, Sp, xb, tb, lb, sigmoid, c0, coef, gb);
-        }
+        if (grad_out)
+            FL(fl_dice_pass2)(grp * per, (grp + 1) * per, C, Sp, activation, c0, sq, x, t,
+                              labels, grad_out, &sc);
     }
     free(heap);
     return 0;
