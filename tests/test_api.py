@@ -544,7 +544,9 @@ def test_kernel_runs_without_the_gil(case):
     # each call must last well beyond OS wake-up latency on a loaded machine (the SIMD
     # Dice kernel does (4, 4, 256, 256) in ~2 ms: too short to observe reliably)
     shape = {"dice_loss": (32, 4, 256, 256), "cross_entropy": (1 << 17, 16),
-             "cross_entropy_probs": (1 << 17, 16), "softmax_focal_loss": (1 << 17, 16)}.get(case, (1 << 21,))
+             "cross_entropy_probs": (1 << 17, 16), "softmax_focal_loss": (1 << 17, 16),
+             # the SIMD Huber/smooth L1 kernels do 2M float64 in 1-2 ms
+             "huber_loss": (1 << 24,), "smooth_l1_loss": (1 << 24,)}.get(case, (1 << 21,))
     fn, x, t, kw = make_case(case, rng, np.float64, shape=shape)
     if fn == "binary_cross_entropy_with_logits":
         kw["pos_weight"] = kw["pos_weight"][:1]
