@@ -26,7 +26,7 @@ FAMILIES = [os.path.join(CSRC, f) for f in (
     "overlap.c",
 )]
 HEADERS = [os.path.join(CSRC, h) for h in (
-    "fastloss.h", "real.h", "accumulate.h")]
+    "fastloss.h", "real.h", "accumulate.h", "vecmath.h", "elementwise.h")]
 
 MSVC = sys.platform == "win32"
 X86_64 = platform.machine().lower() in ("x86_64", "amd64") and not MSVC

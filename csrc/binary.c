@@ -1,40 +1,124 @@
 /*
  * binary.c: binary losses on logits / probabilities (BCE with logits, BCE, sigmoid focal),
- * float32 and float64 from one template: this file includes itself once per dtype
- * (see real.h).  Scalar, one pass, no allocation.
+ * float32 and float64 from one template: this file includes itself once per dtype (see
+ * real.h), and setup.py compiles it once per CPU target (vector width from vecmath.h).
  *
- * Shared pieces per element (x = logit):
- *   e = exp(-|x|), l = log1p(e), r = 1 / (1 + e)
- *   softplus(x) = max(x, 0) + l,  softplus(-x) = max(-x, 0) + l
- *   sigmoid(|x|) = r,  sigmoid(-|x|) = e r
- * Nothing overflows for any x; x = +-inf gives e = 0, l = 0, exact 0/1 sigmoids, and the
- * only non-finite quantity is the softplus that goes to +inf (handled in cold branches so
- * that a zero coefficient times it is the limit 0, never 0 * inf = NaN).
+ * Vector bodies, one pass, no allocation, no libm in the hot loops:
+ *  - BCE with logits works in the input's precision.  Per vector, e = exp(-|x|) as a
+ *    double-word (fl_exp_negabs), L = log1p(e) = softplus(-|x|) and r = sigmoid(|x|)
+ *    from it (each < 1 ulp), then
+ *      softplus(+-x) = max(+-x, 0) + L      (<= ~1.5 ulp: L <= ln 2 <= the sum)
+ *      sigmoid(|x|) = r, sigmoid(-|x|) = e r  (the double-word e: <= ~1.5 ulp)
+ *    Nothing overflows for any x.
+ *  - BCE on probabilities: log p and log1p(-p) from vecmath (< 1 ulp), torch's clamps.
+ *  - Sigmoid focal computes in double lanes for both dtypes (float32: each vector as two
+ *    double vectors, rounded once at the end, so float32 results are within ~0.5 ulp of
+ *    the correctly rounded value and the focal factor's amplification of rounding errors
+ *    -- gamma |log m| ulps -- disappears below float32's precision).  See focal_core.
+ *  - Tails: masked loads / stores (same code as the body, lanes past the end hold
+ *    harmless fill values and are excluded from the sum); nothing read or written out of
+ *    bounds, and a lane's result never depends on its neighbours (the rare lanes that need
+ *    a special formula, x = +-inf or a focal label outside [0, 1], are patched one lane at
+ *    a time with scalar code that depends only on that lane).
+ *  - Outputs of at least 1 MiB per call are written with streaming stores, and the loss
+ *    sum is elementwise.h's compensated per-lane sum (exact to a few eps for any n).
+ *  - Loss / gradient outputs and the broadcast of weights (constant or contiguous runs,
+ *    see fl_bcast) are decided per run, not per element.
  *
- * Precision: the float32 kernels compute in float throughout (expf, log1pf, powf); where
- * a rounding would be amplified (the focal factor m^gamma) they use float double-words
- * (Dekker/Knuth) instead of double intermediates.  Measured against 256-bit references:
- * loss within ~3 ulp for hard labels, ~4-6 ulp for soft labels with gamma up to 5.
- *
- * Requires strict IEEE evaluation (no -ffast-math, -ffp-contract=off as in setup.py, and
- * FLT_EVAL_METHOD == 0, i.e. SSE not x87 on 32-bit x86): the focal kernel uses Dekker's
- * exact product, which FMA contraction or excess precision could break.
+ * Requires strict IEEE evaluation (no -ffast-math; -ffp-contract=off as in setup.py).
  */
 #ifndef FL_TEMPLATE_PASS
 #define FL_TEMPLATE_PASS
 #include <float.h>
 #include <math.h>
 #include <stddef.h>
+#include <stdint.h>
 #include "fastloss.h"
-#include "accumulate.h"
+#include "elementwise.h"
 
-#if defined(__GNUC__) || defined(__clang__)
-#define FL_INLINE static inline __attribute__((always_inline))
-#elif defined(_MSC_VER)
-#define FL_INLINE static __forceinline
-#else
-#define FL_INLINE static inline
-#endif
+#define FL_BIN_INLINE static inline __attribute__((always_inline))
+#define FL_BIN_COLD static __attribute__((noinline, cold))
+
+/* ------------------------------------------------------------ sigmoid focal core */
+
+/* The call's constants for the focal kernels. */
+typedef struct {
+    fl_v_f64 g;      /* gamma, rounded to the kernel's dtype first (as torch does) */
+    fl_v_f64 a1, a0; /* alpha_t = a1 y + a0 (1 - y): alpha, 1 - alpha */
+    fl_v_f64 gs;     /* grad_scale */
+    int gamma_zero, use_alpha;
+    int gamma_int;   /* gamma if it is an integer in [1, 8], else 0 */
+} fl_focal_k;
+
+/* torchvision's sigmoid_focal_loss and its gradient for one double vector, for labels
+ * y in [0, 1] and finite or NaN x (other lanes are patched by the caller):
+ *   p = sigmoid(x), ce = (1 - y) softplus(x) + y softplus(-x),
+ *   m = 1 - p_t = p (1 - y) + (1 - p) y,   F = m^gamma,  a_t = alpha y + (1 - alpha)(1 - y)
+ *   loss = a_t ce F
+ *   grad = a_t (ce' F + gamma ce F (1 - 2y) p (1 - p) / m),   ce' = (1 - y) p - y (1 - p)
+ * With e = exp(-|x|), r = 1 / (1 + e):  m = u / (1 + e), u = a + b e, (a, b) = (1 - y, y)
+ * for x >= 0 and (y, 1 - y) for x < 0 -- a sum of non-negative terms, no cancellation --
+ * and log m = log u - L, L = log1p(e).  Hard labels (a == 0 or b == 0) need no log:
+ * u = e (log u = -|x|) or u = 1.  F = exp(gamma log m) never forms m^(gamma - 1) (finite
+ * for 0 < gamma < 1), underflows cleanly to 0, and p (1 - p) / m = e r / u (= r when
+ * a == 0, where u = e may underflow).  Integer gamma in [1, 8] (2 is the usual one):
+ * F = m^gamma by multiplication, m = u r (a few ulp of double).  Otherwise the exponent
+ * gamma log m is carried as a double-word, so F is within a few ulp of double for hard
+ * labels (log u exact) and within ~|gamma log u| ulp for soft ones.  Both far below
+ * float32's ulp; for float64 results agree with the reference to ~1e-14. */
+FL_BIN_INLINE void fl_focal_core(const fl_focal_k *k, fl_v_f64 x, fl_v_f64 y,
+                                 fl_v_f64 *loss_o, fl_v_f64 *grad_o, const int want_grad)
+{
+    const fl_v_f64 zero = fl_set1_f64(0.0), one = fl_set1_f64(1.0);
+    fl_v_f64 L, r, er;
+    const fl_v_f64 e = fl_logistic_f64(x, &L, &r, &er);
+    const fl_vi_f64 ix = (fl_vi_f64)x, xpos = x >= zero;
+    const fl_v_f64 spx = (fl_v_f64)(ix & ~(ix >> 63)) + L;             /* max(x, 0) + L */
+    const fl_v_f64 spmx = (fl_v_f64)(ix & ((ix >> 63) & 0x7fffffffffffffffLL)) + L; /* max(-x, 0) + L */
+    const fl_v_f64 oy = one - y;
+    const fl_v_f64 ce = oy * spx + y * spmx;
+    const fl_v_f64 at = k->use_alpha ? k->a1 * y + k->a0 * oy : one;
+    fl_v_f64 F = one, t2 = zero;
+    if (!k->gamma_zero) {
+        const fl_v_f64 a = fl_select_f64(xpos, oy, y), b = fl_select_f64(xpos, y, oy);
+        const fl_vi_f64 a0 = a == zero;
+        const fl_vi_f64 soft = (y != zero) & (y != one);
+        const int any_soft = fl_any_f64(soft);
+        fl_v_f64 u = one, ratio;
+        if (FL__UNLIKELY(any_soft)) {
+            u = fl_fma_f64(b, e, a);
+            ratio = fl_select_f64(a0, r, er / u);
+        } else { /* u = e (a == 0) or exactly 1 */
+            ratio = fl_select_f64(a0, r, er);
+        }
+        if (k->gamma_int > 0) {
+            /* integer gamma (2 is the usual one): m^gamma by multiplication, m = u r
+             * (= e r where a == 0: u = e may underflow, e r does not before m does) */
+            const fl_v_f64 m = any_soft ? fl_select_f64(a0, er, u * r) : fl_select_f64(a0, er, r);
+            F = m;
+            for (int j = 1; j < k->gamma_int; j++) F = F * m;
+        } else {
+            /* F = exp(gamma log m), log m = log u - L, with the exponent as a double-word:
+             * its rounding (~|gamma log m| ulps of F when log m is large, e.g. hard labels
+             * at |x| = 45) is carried in the correction term; exact when F underflows. */
+            const fl_v_f64 ax = fl_abs_f64(x);
+            const fl_v_f64 logu = any_soft ? fl_select_f64(a0, -ax, fl_log_u1_f64(u))
+                                           : fl_select_f64(a0, -ax, zero);
+            const fl_v_f64 lmh = logu - L, lmb = lmh - logu;
+            const fl_v_f64 lml = (logu - (lmh - lmb)) + (-L - lmb); /* logu - L = lmh + lml */
+            const fl_v_f64 ph = k->g * lmh, pl = -fl__fnma_exact_f64(k->g, lmh, ph);
+            const fl_v_f64 eh = fl_exp_u1_f64(ph);
+            F = fl_select_f64(eh == zero, zero, fl_fma_f64(eh, fl_fma_f64(k->g, lml, pl), eh));
+        }
+        if (want_grad) t2 = (k->g * (one - (y + y))) * (ce * (F * ratio));
+    }
+    *loss_o = at * (ce * F);
+    if (want_grad) {
+        const fl_v_f64 sig_x = fl_select_f64(xpos, r, er), sig_mx = fl_select_f64(xpos, er, r);
+        const fl_v_f64 dce = oy * sig_x - y * sig_mx;
+        *grad_o = (at * (dce * F + t2)) * k->gs;
+    }
+}
 
 #define FL_REAL_F32
 #include "binary.c"
@@ -46,16 +130,34 @@
 #else /* one template pass: real, FL(), R_*() come from real.h */
 #include "real.h"
 
-/* Dekker splitting constant 2^ceil(p/2) + 1 and the largest magnitude it may split. */
-#undef FL_SPLITTER
-#undef FL_SPLIT_MAX
+#undef V
+#undef VI
+#undef VL
+#define V FL(fl_v)
+#define VI FL(fl_vi)
+#define VL FL(fl_lanes)
+
+#undef FL_BIN_IOTA
+#undef FL_BIN_SET1I
+#undef FL_BIN_INF_BITS
+#undef FL_BIN_ABS_MASK
 #if defined(FL_REAL_F32)
-#define FL_SPLITTER 4097.0f
-#define FL_SPLIT_MAX 1e34f
+#define FL_BIN_IOTA() fl__iota_i32()
+#define FL_BIN_SET1I(c) fl__set1_i32((int32_t)(c))
+#define FL_BIN_INF_BITS 0x7f800000
+#define FL_BIN_ABS_MASK 0x7fffffff
 #else
-#define FL_SPLITTER 134217729.0
-#define FL_SPLIT_MAX 1e300
+#define FL_BIN_IOTA() fl__iota_i64()
+#define FL_BIN_SET1I(c) fl__set1_i64((int64_t)(c))
+#define FL_BIN_INF_BITS 0x7ff0000000000000LL
+#define FL_BIN_ABS_MASK 0x7fffffffffffffffLL
 #endif
+
+/* lanes [0, rem) of a vector as a mask */
+FL_BIN_INLINE VI FL(bin_first)(int64_t rem)
+{
+    return FL_BIN_IOTA() < FL_BIN_SET1I(rem < VL ? rem : VL);
+}
 
 /* ------------------------------------------------------------ broadcast cursor */
 
@@ -71,7 +173,7 @@ typedef struct {
 
 static const real FL(fl_one_) = RC(1.0);
 
-FL_INLINE void FL(bc_init)(FL(fl_bcast) *b, const real *p, int64_t inner, int64_t len)
+FL_BIN_INLINE void FL(bc_init)(FL(fl_bcast) *b, const real *p, int64_t inner, int64_t len)
 {
     /* inner, len >= 1 is the caller's contract; clamp so that a bad call cannot loop. */
     b->p = p;
@@ -82,7 +184,7 @@ FL_INLINE void FL(bc_init)(FL(fl_bcast) *b, const real *p, int64_t inner, int64_
 }
 
 /* Current run: *ptr, *stride (0 or 1) and how many elements it lasts (INT64_MAX: forever). */
-FL_INLINE int64_t FL(bc_run)(const FL(fl_bcast) *b, const real **ptr, int *stride)
+FL_BIN_INLINE int64_t FL(bc_run)(const FL(fl_bcast) *b, const real **ptr, int *stride)
 {
     if (!b->p) { *ptr = &FL(fl_one_); *stride = 0; return INT64_MAX; }
     *ptr = b->p + b->j;
@@ -92,7 +194,7 @@ FL_INLINE int64_t FL(bc_run)(const FL(fl_bcast) *b, const real **ptr, int *strid
     return b->inner - b->c;
 }
 
-FL_INLINE void FL(bc_advance)(FL(fl_bcast) *b, int64_t m)
+FL_BIN_INLINE void FL(bc_advance)(FL(fl_bcast) *b, int64_t m)
 {
     if (!b->p || b->len == 1) return;
     if (b->inner == 1) {
@@ -107,6 +209,20 @@ FL_INLINE void FL(bc_advance)(FL(fl_bcast) *b, int64_t m)
     }
 }
 
+/* A weight vector from a run: constant (stride 0) or contiguous; tail lanes get fill. */
+FL_BIN_INLINE V FL(bin_wload)(const real *w, int stride, int64_t o, int64_t rem, int tail)
+{
+    if (!stride) return FL(fl_set1)(w[0]);
+    return tail ? FL(fl_load_partial)(w + o, rem, RC(1.0)) : FL(fl_load)(w + o);
+}
+
+/* Store one loss / gradient vector (whole, possibly streaming, or the first rem lanes). */
+FL_BIN_INLINE void FL(bin_store)(real *p, V v, int64_t rem, int tail, int nt)
+{
+    if (tail) FL(fl_store_partial)(p, v, rem);
+    else FL(fl_ew_store)(p, v, nt);
+}
+
 /* ------------------------------------------------------------ BCE with logits */
 
 /* Algebraically identical to torch's (1 - y) x + lw softplus(-x), lw = 1 + (pw - 1) y:
@@ -114,39 +230,80 @@ FL_INLINE void FL(bc_advance)(FL(fl_bcast) *b, int64_t m)
  *   grad = w ((1 - y) sigmoid(x) - pw y sigmoid(-x))
  * For y in [0, 1], pw >= 0 both loss terms are >= 0, so there is no cancellation
  * (torch's form loses everything for x << 0, y = 0: x + softplus(-x) = softplus(x)).
- * x = +-inf: the infinite softplus contributes its limit: 0 if its coefficient is 0,
- * else +-inf; a zero weight w times an infinite term is 0 (its limit in x). */
-FL_INLINE void FL(bcel_elem)(real x, real y, real w, real pw, real gs,
-                             real *loss_o, real *grad_o)
+ * 1 - y is carried as c1 + c1l exactly (y = 0.1 in float32: 1 - y rounds).
+ * x = +-inf (cold, per lane, bcel_inf): the infinite softplus contributes its limit: 0 if
+ * its coefficient is 0, else +-inf; a zero weight times an infinite term is 0. */
+FL_BIN_COLD V FL(bcel_inf)(V x, V loss, V c1, V c2, V w)
 {
-    const real ax = R_FABS(x);
-    const real e = R_EXP(-ax), l = R_LOG1P(e), r = RC(1.0) / (RC(1.0) + e);
-    const real er = e * r;
-    const real sig_x = x >= 0 ? r : er, sig_mx = x >= 0 ? er : r;
-    const real spx = (x > 0 ? x : RC(0.0)) + l, spmx = (x < 0 ? -x : RC(0.0)) + l;
-    const real c1 = RC(1.0) - y, c1l = -y - (c1 - RC(1.0)), c2 = pw * y; /* 1 - y = c1 + c1l */
-    real loss = w * ((c1 * spx + c2 * spmx) + c1l * spx);
-    if (ax == (real)INFINITY) { /* cold: limits at x = +-inf */
-        const real c_inf = x > 0 ? c1 : c2, c_zero = x > 0 ? c2 : c1;
+    for (int i = 0; i < VL; i++) {
+        if (R_FABS(x[i]) != (real)INFINITY) continue;
+        const real c_inf = x[i] > 0 ? c1[i] : c2[i], c_zero = x[i] > 0 ? c2[i] : c1[i];
         const real t = (c_inf == 0 ? RC(0.0) : c_inf * (real)INFINITY) + c_zero * RC(0.0);
-        loss = (w == 0 && R_FABS(t) == (real)INFINITY) ? RC(0.0) : w * t;
+        loss[i] = (w[i] == 0 && R_FABS(t) == (real)INFINITY) ? RC(0.0) : w[i] * t;
     }
-    *loss_o = loss;
-    *grad_o = (w * (c1 * sig_x - c2 * sig_mx)) * gs;
+    return loss;
 }
 
-/* One run of m elements with constant-or-contiguous w and pw (ws, ps in {0, 1}; constant
- * after inlining into the four call sites). */
-FL_INLINE void FL(bcel_run)(int64_t m, const real *x, const real *y,
-                            const real *w, int ws, const real *pw, int ps,
-                            real *loss_out, real *grad_out, real gs, fl_acc *acc)
+FL_BIN_INLINE V FL(bcel_vec)(V x, V y, V w, V pw, V gs, V *grad, int want_grad)
 {
-    for (int64_t k = 0; k < m; k++) {
-        real loss, g;
-        FL(bcel_elem)(x[k], y[k], w[k * ws], pw[k * ps], gs, &loss, &g);
-        if (loss_out) loss_out[k] = loss;
-        if (grad_out) grad_out[k] = g;
-        fl_acc_add(acc, (double)loss);
+    const V zero = FL(fl_set1)(RC(0.0)), one = FL(fl_set1)(RC(1.0));
+    V L, r, er;
+    FL(fl_logistic)(x, &L, &r, &er);
+    const VI ix = (VI)x;
+    const V spx = (V)(ix & ~(ix >> (8 * sizeof(real) - 1))) + L;    /* max(x, 0) + L */
+    const V spmx = (V)(ix & ((ix >> (8 * sizeof(real) - 1)) & FL_BIN_ABS_MASK)) + L; /* max(-x, 0) + L */
+    const V c1 = one - y, c1l = -y - (c1 - one), c2 = pw * y; /* 1 - y = c1 + c1l */
+    V loss = w * ((c1 * spx + c2 * spmx) + c1l * spx);
+    if (FL__UNLIKELY(FL(fl_any)(((VI)x & FL_BIN_ABS_MASK) == FL_BIN_INF_BITS)))
+        loss = FL(bcel_inf)(x, loss, c1, c2, w);
+    if (want_grad) {
+        const VI xpos = x >= zero;
+        const V sig_x = FL(fl_select)(xpos, r, er), sig_mx = FL(fl_select)(xpos, er, r);
+        *grad = (w * (c1 * sig_x - c2 * sig_mx)) * gs;
+    }
+    return loss;
+}
+
+/* One vector at element i of a run (tail: only rem < VL elements): loads, evaluates,
+ * stores; returns the loss vector with lanes past the end zeroed. */
+FL_BIN_INLINE V FL(bcel_one)(int64_t i, int64_t rem, int tail, const real *x, const real *y,
+                             const real *w, int ws, const real *pw, int ps,
+                             real *loss_out, real *grad_out, int what, V gs)
+{
+    V xv, yv, g = FL(fl_set1)(RC(0.0));
+    if (tail) {
+        xv = FL(fl_load_partial)(x + i, rem, RC(0.0));
+        yv = FL(fl_load_partial)(y + i, rem, RC(0.0));
+    } else {
+        xv = FL(fl_load)(x + i);
+        yv = FL(fl_load)(y + i);
+    }
+    const V wv = FL(bin_wload)(w, ws, i, rem, tail), pwv = FL(bin_wload)(pw, ps, i, rem, tail);
+    V l = FL(bcel_vec)(xv, yv, wv, pwv, gs, &g, what & FL_EW_GRAD);
+    if (tail) l = FL(fl_select)(FL(bin_first)(rem), l, FL(fl_set1)(RC(0.0)));
+    if (what & FL_EW_LOSS) FL(bin_store)(loss_out + i, l, rem, tail, what & FL_EW_NT);
+    if (what & FL_EW_GRAD) FL(bin_store)(grad_out + i, g, rem, tail, what & FL_EW_NT);
+    return l;
+}
+
+/* One run of m elements with constant-or-contiguous w and pw (ws, ps in {0, 1}): pairs
+ * of vectors (their losses added in double, then to the compensated sum), then the
+ * rest one vector at a time. */
+FL_BIN_INLINE void FL(bcel_run)(int64_t m, const real *x, const real *y,
+                                const real *w, int ws, const real *pw, int ps,
+                                real *loss_out, real *grad_out, int what, V gs,
+                                fl_v_f64 *s, fl_v_f64 *c)
+{
+    int64_t i = 0;
+    for (; i + 2 * VL <= m; i += 2 * VL) {
+        const V l0 = FL(bcel_one)(i, VL, 0, x, y, w, ws, pw, ps, loss_out, grad_out, what, gs);
+        const V l1 = FL(bcel_one)(i + VL, VL, 0, x, y, w, ws, pw, ps, loss_out, grad_out, what, gs);
+        fl_ew_twosum(s, c, FL(fl_ew_widen_sum)(l0) + FL(fl_ew_widen_sum)(l1));
+    }
+    for (; i < m; i += VL) {
+        const V l = FL(bcel_one)(i, m - i, m - i < VL, x, y, w, ws, pw, ps, loss_out, grad_out,
+                                 what, gs);
+        fl_ew_twosum(s, c, FL(fl_ew_widen_sum)(l));
     }
 }
 
@@ -155,10 +312,10 @@ double FLK(fl_bce_logits)(int64_t n, const real *x, const real *y,
                          const real *pw, int64_t pw_inner, int64_t pw_len,
                          real *loss_out, real *grad_out, double grad_scale_)
 {
-    const real gs = (real)grad_scale_;
+    const V gs = FL(fl_set1)((real)grad_scale_);
+    const int what = fl_ew_what(n, sizeof(real), loss_out, grad_out);
     FL(fl_bcast) bw, bp;
-    fl_acc acc;
-    fl_acc_init(&acc);
+    fl_v_f64 s = fl_set1_f64(0.0), c = fl_set1_f64(0.0);
     FL(bc_init)(&bw, w, w_inner, w_len);
     FL(bc_init)(&bp, pw, pw_inner, pw_len);
     for (int64_t i = 0; i < n;) {
@@ -169,16 +326,17 @@ double FLK(fl_bce_logits)(int64_t n, const real *x, const real *y,
         if (mp < m) m = mp;
         real *lo = loss_out ? loss_out + i : NULL, *go = grad_out ? grad_out + i : NULL;
         switch (ws * 2 + ps) {
-        case 0: FL(bcel_run)(m, x + i, y + i, wp, 0, pwp, 0, lo, go, gs, &acc); break;
-        case 1: FL(bcel_run)(m, x + i, y + i, wp, 0, pwp, 1, lo, go, gs, &acc); break;
-        case 2: FL(bcel_run)(m, x + i, y + i, wp, 1, pwp, 0, lo, go, gs, &acc); break;
-        default: FL(bcel_run)(m, x + i, y + i, wp, 1, pwp, 1, lo, go, gs, &acc); break;
+        case 0: FL(bcel_run)(m, x + i, y + i, wp, 0, pwp, 0, lo, go, what, gs, &s, &c); break;
+        case 1: FL(bcel_run)(m, x + i, y + i, wp, 0, pwp, 1, lo, go, what, gs, &s, &c); break;
+        case 2: FL(bcel_run)(m, x + i, y + i, wp, 1, pwp, 0, lo, go, what, gs, &s, &c); break;
+        default: FL(bcel_run)(m, x + i, y + i, wp, 1, pwp, 1, lo, go, what, gs, &s, &c); break;
         }
         FL(bc_advance)(&bw, m);
         FL(bc_advance)(&bp, m);
         i += m;
     }
-    return fl_acc_result(&acc);
+    fl_ew_fence(what);
+    return fl_ew_lanes_result(s, c);
 }
 
 /* ------------------------------------------------------------ BCE on probabilities */
@@ -187,28 +345,48 @@ double FLK(fl_bce_logits)(int64_t n, const real *x, const real *y,
  *        grad = w (p - y) / max((1 - p) p, 1e-12)
  * p = 0 or 1 is fine (the -100 clamp; 0 * -100 = 0).  p outside [0, 1], not NaN: NaN
  * loss/grad, first such index in *err; NaN p propagates without being an error. */
-FL_INLINE void FL(bce_run)(int64_t m, int64_t i0, const real *p, const real *y,
-                           const real *w, int ws, real *loss_out, real *grad_out,
-                           real gs, fl_acc *acc, int64_t *err)
+FL_BIN_INLINE void FL(bce_run)(int64_t m, int64_t i0, const real *p, const real *y,
+                               const real *w, int ws, real *loss_out, real *grad_out,
+                               int what, V gs, fl_v_f64 *s, fl_v_f64 *c, int64_t *err)
 {
-    for (int64_t k = 0; k < m; k++) {
-        const real pk = p[k], yk = y[k], wk = w[k * ws];
-        real loss, g;
-        if (pk < 0 || pk > 1) { /* cold */
-            if (*err < 0) *err = i0 + k;
-            loss = g = (real)NAN;
+    const int nt = what & FL_EW_NT;
+    const V one = FL(fl_set1)(RC(1.0)), m100 = FL(fl_set1)(RC(-100.0));
+    const V tiny = FL(fl_set1)(RC(1e-12)), nan = FL(fl_set1)((real)NAN);
+    for (int64_t i = 0; i < m; i += VL) {
+        const int64_t rem = m - i;
+        const int tail = rem < VL;
+        V pv, yv;
+        if (tail) {
+            pv = FL(fl_load_partial)(p + i, rem, RC(0.5));
+            yv = FL(fl_load_partial)(y + i, rem, RC(0.0));
         } else {
-            real lp = R_LOG(pk), lq = R_LOG1P(-pk);
-            if (lp < RC(-100.0)) lp = RC(-100.0); /* NaN stays NaN */
-            if (lq < RC(-100.0)) lq = RC(-100.0);
-            loss = wk * ((yk - RC(1.0)) * lq - yk * lp);
-            real den = (RC(1.0) - pk) * pk;
-            if (den < RC(1e-12)) den = RC(1e-12);
-            g = ((gs * (pk - yk)) / den) * wk;
+            pv = FL(fl_load)(p + i);
+            yv = FL(fl_load)(y + i);
         }
-        if (loss_out) loss_out[k] = loss;
-        if (grad_out) grad_out[k] = g;
-        fl_acc_add(acc, (double)loss);
+        const V wv = FL(bin_wload)(w, ws, i, rem, tail);
+        V lp = FL(fl_log_u1)(pv), lq = FL(fl_log1p_u1)(-pv);
+        lp = FL(fl_select)(lp < m100, m100, lp); /* NaN stays NaN */
+        lq = FL(fl_select)(lq < m100, m100, lq);
+        V l = wv * ((yv - one) * lq - yv * lp);
+        V g = FL(fl_set1)(RC(0.0));
+        if (what & FL_EW_GRAD) {
+            V den = (one - pv) * pv;
+            den = FL(fl_select)(den < tiny, tiny, den);
+            g = ((gs * (pv - yv)) / den) * wv;
+        }
+        VI bad = (pv < RC(0.0)) | (pv > one);
+        if (tail) bad &= FL(bin_first)(rem);
+        if (FL__UNLIKELY(FL(fl_any)(bad))) {
+            l = FL(fl_select)(bad, nan, l);
+            g = FL(fl_select)(bad, nan, g);
+            if (*err < 0)
+                for (int k = 0; k < VL; k++)
+                    if (bad[k]) { *err = i0 + i + k; break; }
+        }
+        if (tail) l = FL(fl_select)(FL(bin_first)(rem), l, FL(fl_set1)(RC(0.0)));
+        if (what & FL_EW_LOSS) FL(bin_store)(loss_out + i, l, rem, tail, nt);
+        if (what & FL_EW_GRAD) FL(bin_store)(grad_out + i, g, rem, tail, nt);
+        fl_ew_twosum(s, c, FL(fl_ew_widen_sum)(l));
     }
 }
 
@@ -216,11 +394,11 @@ double FLK(fl_bce)(int64_t n, const real *p, const real *y,
                   const real *w, int64_t w_inner, int64_t w_len,
                   real *loss_out, real *grad_out, double grad_scale_, int64_t *err_index)
 {
-    const real gs = (real)grad_scale_;
+    const V gs = FL(fl_set1)((real)grad_scale_);
+    const int what = fl_ew_what(n, sizeof(real), loss_out, grad_out);
     int64_t err = -1;
     FL(fl_bcast) bw;
-    fl_acc acc;
-    fl_acc_init(&acc);
+    fl_v_f64 s = fl_set1_f64(0.0), c = fl_set1_f64(0.0);
     FL(bc_init)(&bw, w, w_inner, w_len);
     for (int64_t i = 0; i < n;) {
         const real *wp;
@@ -228,188 +406,121 @@ double FLK(fl_bce)(int64_t n, const real *p, const real *y,
         int64_t m = n - i, mw = FL(bc_run)(&bw, &wp, &ws);
         if (mw < m) m = mw;
         real *lo = loss_out ? loss_out + i : NULL, *go = grad_out ? grad_out + i : NULL;
-        if (ws) FL(bce_run)(m, i, p + i, y + i, wp, 1, lo, go, gs, &acc, &err);
-        else FL(bce_run)(m, i, p + i, y + i, wp, 0, lo, go, gs, &acc, &err);
+        if (ws) FL(bce_run)(m, i, p + i, y + i, wp, 1, lo, go, what, gs, &s, &c, &err);
+        else FL(bce_run)(m, i, p + i, y + i, wp, 0, lo, go, what, gs, &s, &c, &err);
         FL(bc_advance)(&bw, m);
         i += m;
     }
+    fl_ew_fence(what);
     if (err_index) *err_index = err;
-    return fl_acc_result(&acc);
+    return fl_ew_lanes_result(s, c);
 }
 
 /* ------------------------------------------------------------ sigmoid focal */
 
-/* Exact products and sums (Dekker / Knuth): hi + lo == a * b (resp. a + b) exactly,
- * barring over/underflow.  |a|, |b| <= FL_SPLIT_MAX for two_prod. */
-FL_INLINE void FL(two_prod)(real a, real b, real *hi, real *lo)
+/* The lanes focal_core does not cover, in the kernel's dtype, one at a time:
+ * x = +-inf: the limits.  p = 1 (x = +inf) or 0; ce = c inf with c = 1 - y (x = +inf) or
+ * y, m = c too; loss = a_t ce m^gamma: 0 if c == 0, else inf (sign of c; NaN if m^gamma
+ * is); grad: the gamma term -> 0 (ce e^{-|x|} -> 0), so grad = a_t ce' m^gamma.
+ * y outside [0, 1] or NaN: torch's formula verbatim (pow; NaN where torch's pow is). */
+FL_BIN_COLD void FL(focal_odd)(real x, real y, real alpha, real g, real gs,
+                               real *loss_o, real *grad_o)
 {
-    const real p = a * b;
-    const real ca = FL_SPLITTER * a, ah = ca - (ca - a), al = a - ah;
-    const real cb = FL_SPLITTER * b, bh = cb - (cb - b), bl = b - bh;
-    *hi = p;
-    *lo = (((ah * bh - p) + ah * bl) + al * bh) + al * bl;
-}
-
-FL_INLINE void FL(two_sum)(real a, real b, real *hi, real *lo)
-{
-    const real s = a + b, bb = s - a;
-    *hi = s;
-    *lo = (a - (s - bb)) + (b - bb);
-}
-
-typedef struct {
-    real g;          /* gamma, rounded to the kernel's precision (as torch does) */
-    real gm1;        /* gamma - 1 */
-    int gamma_zero;
-    int use_alpha;   /* alpha >= 0 */
-    real a1, a0;     /* alpha_t = a1 y + a0 (1 - y) with a1 = alpha, a0 = 1 - alpha */
-} FL(focal_par);
-
-/* (hi + lo)^g for a double-word hi + lo (|lo| <~ ulp(hi), hi > 0): pow's own error plus a
- * first-order correction, so the rounding of hi + lo is not amplified by g. */
-FL_INLINE real FL(pow_dw)(real hi, real lo, real g)
-{
-    return R_POW(hi, g) * (RC(1.0) + g * (lo / hi));
-}
-
-/* sigmoid(s)^g for g != 0, given e = exp(-|s|) and l = log1p(e).
- * s >= 0: sigmoid(s) = 1 / (1 + e) with 1 + e kept exactly as a double-word: F = (1 + e)^-g.
- * s < 0:  log sigmoid(s) = s - l and F = exp(g s - g l), the exponent formed as a
- *         double-word (g s exact by Dekker, g l nearly so): a plain exp(g log m) has a
- *         relative error ~ |g log m| ulp (~100 ulp at s = -50, g = 2), this one ~2 ulp.
- * Underflows cleanly to 0 for s -> -inf. */
-FL_INLINE real FL(sigmoid_pow)(real s, real e, real l, real g)
-{
-    if (s >= 0) {
-        const real sh = RC(1.0) + e, sl = e - (sh - RC(1.0));
-        return FL(pow_dw)(sh, sl, -g);
-    }
-    real ph = g * s, pl = RC(0.0), glh, gll, hi, lo;
-    if (ph < RC(-1000.0)) return RC(0.0); /* exp underflows in both precisions */
-    if (-s <= FL_SPLIT_MAX && g <= FL_SPLIT_MAX) FL(two_prod)(g, s, &ph, &pl);
-    FL(two_prod)(g, l, &glh, &gll);
-    FL(two_sum)(ph, -glh, &hi, &lo);
-    lo += pl - gll;
-    const real eh = R_EXP(hi);
-    return eh + eh * lo;
-}
-
-/* torchvision sigmoid_focal_loss for one element:
- *   p = sigmoid(x), ce = (1 - y) softplus(x) + y softplus(-x), m = 1 - p_t = p (1 - y) + (1 - p) y
- *   loss = alpha_t ce m^gamma
- *   grad = alpha_t (ce' m^gamma + gamma ce m^(gamma-1) m'),  ce' = (1-y) p - y (1-p),
- *          m' = p (1 - p) (1 - 2 y)
- * Hard labels (y == 0 / 1, the common case): with s = x (y = 0) or -x (y = 1),
- * ce = softplus(s), m = sigmoid(s), m^gamma = F = sigmoid_pow(s) (log space for s < 0), and
- *   loss = alpha_t softplus(s) F,   dloss/ds = alpha_t F (sigmoid(s) + gamma softplus(s) sigmoid(-s))
- * a sum of non-negative terms: no cancellation, and finite for every gamma >= 0 because
- * m^(gamma-1) m' = F sigmoid(-s) never forms m^(gamma-1) (the 0 < gamma < 1 NaN trap).
- * Soft labels 0 < y < 1: m >= min(y, 1 - y) / 2 > 0, so m^gamma is finite without log
- * space; m is formed as an accurate double-word because the relative error of m^gamma is
- * gamma times that of m.  m^(gamma-1) m' = F (1 - 2y) p (1 - p) / m with p (1 - p) / m <= 1.
- * y outside [0, 1] (or NaN): torch's formula verbatim (pow; NaN where torch's pow is).
- * x = +-inf: limits (focal_inf). */
-FL_INLINE void FL(focal_inf)(real x, real y, real at, const FL(focal_par) *P, real gs,
-                             real *loss_o, real *grad_o)
-{
-    /* p = 1 (x = +inf) or 0.  ce = c * inf with c = 1 - y (x = +inf) or y; m = c too.
-     * loss = at ce m^gamma: 0 if c == 0, else inf (sign of c; NaN if m^gamma is).
-     * grad: the gamma term -> 0 (ce e^{-|x|} -> 0), so grad = at ce' m^gamma, ce' = 1-y / -y. */
-    const real c = x > 0 ? RC(1.0) - y : y;
-    const real F = P->gamma_zero ? RC(1.0) : R_POW(c, P->g);
-    real core = c == 0 ? RC(0.0) : c * (real)INFINITY;
-    if (F != 0) core *= F; /* F == 0 with c != 0 is underflow: the limit is still inf */
-    *loss_o = (at == 0 && R_FABS(core) == (real)INFINITY) ? RC(0.0) : at * core;
-    *grad_o = ((at * (x > 0 ? c : -c)) * F) * gs;
-}
-
-FL_INLINE void FL(focal_elem)(real x, real y, const FL(focal_par) *P, real gs,
-                              real *loss_o, real *grad_o)
-{
-    const real g = P->g;
-    real at = P->use_alpha ? P->a1 * y + P->a0 * (RC(1.0) - y) : RC(1.0);
-    const real ax = R_FABS(x);
-    if (ax == (real)INFINITY) {
-        FL(focal_inf)(x, y, at, P, gs, loss_o, grad_o);
+    const real one = RC(1.0);
+    const real at = alpha >= 0 ? alpha * y + (one - alpha) * (one - y) : one;
+    if (R_FABS(x) == (real)INFINITY) {
+        const real cc = x > 0 ? one - y : y;
+        const real F = g == 0 ? one : R_POW(cc, g);
+        real core = cc == 0 ? RC(0.0) : cc * (real)INFINITY;
+        if (F != 0) core *= F; /* F == 0 with c != 0 is underflow: the limit is still inf */
+        *loss_o = (at == 0 && R_FABS(core) == (real)INFINITY) ? RC(0.0) : at * core;
+        *grad_o = ((at * (x > 0 ? cc : -cc)) * F) * gs;
         return;
     }
-    const real e = R_EXP(-ax), l = R_LOG1P(e), r = RC(1.0) / (RC(1.0) + e);
-    const real er = e * r;
-    const real sig_x = x >= 0 ? r : er, sig_mx = x >= 0 ? er : r;
+    const real ax = R_FABS(x), e = R_EXP(-ax), l = R_LOG1P(e), r = one / (one + e);
+    const real sig_x = x >= 0 ? r : e * r, sig_mx = x >= 0 ? e * r : r;
     const real spx = (x > 0 ? x : RC(0.0)) + l, spmx = (x < 0 ? -x : RC(0.0)) + l;
-    if (y == 0 || y == 1) {
-        const int pos = (y == 0); /* s = x for y == 0, s = -x for y == 1 */
-        const real s = pos ? x : -x;
-        const real sp_s = pos ? spx : spmx, sig_s = pos ? sig_x : sig_mx;
-        const real sig_ms = pos ? sig_mx : sig_x;
-        const real F = P->gamma_zero ? RC(1.0) : FL(sigmoid_pow)(s, e, l, g);
-        /* sp_s sig_ms = s e^-s for s >> 0: no overflow even at x = +-max (gamma = 0: F sig_s) */
-        const real dcore = F * (sig_s + g * (sp_s * sig_ms));
-        *loss_o = at * (sp_s * F);
-        *grad_o = ((pos ? at : -at) * dcore) * gs;
-        return;
-    }
-    const real oh = RC(1.0) - y, ol = -y - (oh - RC(1.0)); /* 1 - y = oh + ol (0 < y < 1) */
-    const real ce = (oh * spx + y * spmx) + ol * spx;
-    const real dce = oh * sig_x - y * sig_mx;
-    real F = RC(1.0), t2 = RC(0.0);
-    if (y > 0 && y < 1) {
-        if (P->use_alpha) at = (P->a1 * y + P->a0 * oh) + P->a0 * ol;
-        if (!P->gamma_zero) {
-            /* m = (a + b e) / (1 + e) with (a, b) = (1 - y, y) for x >= 0, (y, 1 - y) for
-             * x < 0; u = a + b e >= a > 0.  Everything as double-words (1 - y and 1 + e
-             * split exactly, b e by Dekker), then m^gamma = pow_dw(m). */
-            const int xp = x >= 0;
-            const real a_hi = xp ? oh : y, a_lo = xp ? ol : RC(0.0);
-            const real b_hi = xp ? y : oh, b_lo = xp ? RC(0.0) : ol;
-            real ph, pl, uh, ul, th, tl;
-            FL(two_prod)(b_hi, e, &ph, &pl);
-            FL(two_sum)(a_hi, ph, &uh, &ul);
-            ul += (pl + a_lo) + b_lo * e;
-            const real u = uh + ul, u_lo = ul - (u - uh);     /* u + u_lo = a + b e */
-            const real sh = RC(1.0) + e, sl = e - (sh - RC(1.0)); /* sh + sl = 1 + e */
-            const real mh = u / sh;
-            FL(two_prod)(mh, sh, &th, &tl);
-            const real ml = (((u - th) - tl) + u_lo - mh * sl) / sh;
-            F = FL(pow_dw)(mh, ml, g);
-            /* gamma ce m^(gamma-1) m' = gamma ce (1 - 2y) F p (1 - p) / m,  p (1 - p) / m = e r / u <= 1 */
-            t2 = (g * (RC(1.0) - RC(2.0) * y)) * (ce * (F * (er / u)));
-        }
-    } else { /* y outside [0, 1] or NaN: torch's formula verbatim */
-        const real m = sig_x * oh + sig_mx * y;
-        if (!P->gamma_zero) {
-            F = R_POW(m, g);
-            t2 = ((g * ce) * (sig_x * sig_mx * (RC(1.0) - RC(2.0) * y))) * R_POW(m, P->gm1);
-        } else {
-            F = m == m ? RC(1.0) : m; /* keep NaN y propagating (ce is NaN too anyway) */
-        }
+    const real ce = (one - y) * spx + y * spmx, dce = (one - y) * sig_x - y * sig_mx;
+    const real m = sig_x * (one - y) + sig_mx * y;
+    real F = one, t2 = RC(0.0);
+    if (g != 0) {
+        F = R_POW(m, g);
+        t2 = ((g * ce) * (sig_x * sig_mx * (one - RC(2.0) * y))) * R_POW(m, g - one);
+    } else {
+        F = m == m ? one : m; /* keep NaN y propagating (ce is NaN too anyway) */
     }
     *loss_o = at * (ce * F);
     *grad_o = (at * (dce * F + t2)) * gs;
+}
+
+/* Lanes that focal_core does not cover: |x| = inf, or y outside [0, 1] (or NaN). */
+FL_BIN_INLINE VI FL(focal_oddmask)(V x, V y)
+{
+    return (((VI)x & FL_BIN_ABS_MASK) == FL_BIN_INF_BITS) |
+           ~((y >= RC(0.0)) & (y <= RC(1.0)));
+}
+
+FL_BIN_COLD void FL(focal_patch)(VI odd, V x, V y, real alpha, real g, real gs, V *l, V *gr)
+{
+    for (int k = 0; k < VL; k++)
+        if (odd[k]) {
+            real lk, gk;
+            FL(focal_odd)(x[k], y[k], alpha, g, gs, &lk, &gk);
+            (*l)[k] = lk;
+            (*gr)[k] = gk;
+        }
 }
 
 double FLK(fl_sigmoid_focal)(int64_t n, const real *x, const real *y, double alpha,
                             double gamma, real *loss_out, real *grad_out,
                             double grad_scale_)
 {
-    const real gs = (real)grad_scale_;
-    FL(focal_par) P;
-    P.g = (real)gamma;
-    P.gm1 = P.g - RC(1.0);
-    P.gamma_zero = (P.g == 0);
-    P.use_alpha = (alpha >= 0);
-    P.a1 = (real)alpha;
-    P.a0 = (real)(1.0 - alpha);
-    fl_acc acc;
-    fl_acc_init(&acc);
-    for (int64_t i = 0; i < n; i++) {
-        real loss, g;
-        FL(focal_elem)(x[i], y[i], &P, gs, &loss, &g);
-        if (loss_out) loss_out[i] = loss;
-        if (grad_out) grad_out[i] = g;
-        fl_acc_add(&acc, (double)loss);
+    const int what = fl_ew_what(n, sizeof(real), loss_out, grad_out);
+    const int nt = what & FL_EW_NT, want_grad = what & FL_EW_GRAD;
+    const real g = (real)gamma, ra = (real)alpha, rgs = (real)grad_scale_;
+    fl_focal_k k;
+    k.g = fl_set1_f64((double)g);
+    k.gamma_zero = g == 0;
+    k.gamma_int = (g >= 1 && g <= 8 && (real)(int)g == g) ? (int)g : 0;
+    k.use_alpha = alpha >= 0;
+    k.a1 = fl_set1_f64((double)ra);
+    k.a0 = fl_set1_f64((double)(real)(1.0 - alpha));
+    k.gs = fl_set1_f64((double)rgs);
+    fl_v_f64 s = fl_set1_f64(0.0), c = fl_set1_f64(0.0);
+    for (int64_t i = 0; i < n; i += VL) {
+        const int64_t rem = n - i;
+        const int tail = rem < VL;
+        V xv, yv, l, gr;
+        if (tail) {
+            xv = FL(fl_load_partial)(x + i, rem, RC(0.0));
+            yv = FL(fl_load_partial)(y + i, rem, RC(0.0));
+        } else {
+            xv = FL(fl_load)(x + i);
+            yv = FL(fl_load)(y + i);
+        }
+#if defined(FL_REAL_F32)
+        fl_v_f64 xw[2], yw[2], lw[2], gw[2] = {fl_set1_f64(0.0), fl_set1_f64(0.0)};
+        fl_widen_f32(xv, xw);
+        fl_widen_f32(yv, yw);
+        fl_focal_core(&k, xw[0], yw[0], &lw[0], &gw[0], want_grad);
+        fl_focal_core(&k, xw[1], yw[1], &lw[1], &gw[1], want_grad);
+        l = fl_narrow_f64(lw[0], lw[1]);
+        gr = fl_narrow_f64(gw[0], gw[1]);
+#else
+        gr = fl_set1_f64(0.0);
+        fl_focal_core(&k, xv, yv, &l, &gr, want_grad);
+#endif
+        const VI odd = FL(focal_oddmask)(xv, yv);
+        if (FL__UNLIKELY(FL(fl_any)(odd)))
+            FL(focal_patch)(odd, xv, yv, alpha >= 0 ? ra : RC(-1.0), g, rgs, &l, &gr);
+        if (tail) l = FL(fl_select)(FL(bin_first)(rem), l, FL(fl_set1)(RC(0.0)));
+        if (what & FL_EW_LOSS) FL(bin_store)(loss_out + i, l, rem, tail, nt);
+        if (want_grad) FL(bin_store)(grad_out + i, gr, rem, tail, nt);
+        /* float32: the sum of the rounded losses, as for every other kernel */
+        fl_ew_twosum(&s, &c, FL(fl_ew_widen_sum)(l));
     }
-    return fl_acc_result(&acc);
+    fl_ew_fence(what);
+    return fl_ew_lanes_result(s, c);
 }
 
 #endif /* FL_TEMPLATE_PASS */

@@ -20,18 +20,9 @@
  *  - the tail (< U vectors) is the same step with masked loads (fill 0: loss +0, no FP
  *    flags) and masked stores: same bits as the body, nothing read or written out of
  *    bounds.
- *  - large outputs are written with non-temporal (streaming) stores (see FL_REG_NT_MIN_BYTES).
- *
- * The loss sum: per step the U loss vectors are widened to double (float32: each vector
- * as two halves) and added as a balanced tree, giving one double vector of partials
- * (2U or U nonnegative terms per lane, relative error <= 3 eps); the partial is added
- * to per-lane compensated accumulators with TwoSum (exact), so the sum is within a few
- * eps of the exact sum of the rounded losses however long the array (no n eps growth),
- * i.e. it agrees with NumPy's pairwise sum to ~1e-16 relative.  The lanes are combined
- * at the end with accumulate.h's fl_acc; an infinite or NaN lane sum propagates as in
- * fl_acc.  The grouping (steps of U vectors from element 0 of the call, tail zero-filled)
- * depends only on n, never on the alignment of the pointers; different targets (vector
- * widths) group differently and may differ in the last bits of the sum.
+ *  - large outputs are written with non-temporal (streaming) stores, and the loss sum is
+ *    the compensated per-lane sum of elementwise.h (see there).  Per step the U loss
+ *    vectors are widened to double and added as the tree ((v0 + v1) + (v2 + v3)).
  */
 #ifndef FL_TEMPLATE_PASS
 #define FL_TEMPLATE_PASS
@@ -39,131 +30,15 @@
 #include <math.h>
 #include <stdint.h>
 #include "fastloss.h"
-#include "accumulate.h"
-#include "vecmath.h"
-#if defined(__SSE2__)
-#include <immintrin.h>
-#endif
+#include "elementwise.h"
 
 #define FL_REG_INLINE static inline __attribute__((always_inline))
 
 /* Vectors per step of the main loop. */
 #define FL_REG_U 4
 
-/*
- * Non-temporal stores: an output of at least FL_REG_NT_MIN_BYTES (1 MiB, the per-core L2
- * of Zen 3 / Zen 5) in one call is written with streaming stores: no read-for-ownership
- * (a third less memory traffic for Huber with a gradient) and the result does not
- * displace x and y from the caches, but it is in DRAM, not in the cache, when the caller
- * reads it.  Measured on Zen 5 (Huber float32, gradient only, 16M elements): 0.24 vs
- * 0.31 ns per element.  With the gradient read back right after the call, regular stores
- * win while x, y and the output fit in the L3 (total under ~2M elements: up to 2.8x at
- * 64K elements), streaming stores beyond (~4M elements and up).
- * The kernel sees only its own n: the caller, which knows the whole array, picks the
- * block size so that blocks of small arrays stay below this size and blocks of huge
- * arrays are above it.  Override with -DFL_REG_NT_MIN_BYTES=...
- */
-#ifndef FL_REG_NT_MIN_BYTES
-#define FL_REG_NT_MIN_BYTES (1 << 20)
-#endif
-
-/* Streaming stores are done 16 bytes at a time (_mm_stream_ps / _mm_stream_pd, the
- * pieces of a wider vector go out one after another and the write-combining buffers
- * merge them into whole lines), so an output only needs 16-byte alignment: NumPy's large
- * arrays are 16 mod 64, and this needs no shuffling of results across vectors.  Measured:
- * as fast as aligned 64-byte streaming stores after a cross-vector shift. */
-#if defined(__SSE2__)
-#define FL_REG_HAVE_NT 1
-#else
-#define FL_REG_HAVE_NT 0
-#endif
-
-/* what a call writes: loss_out / grad_out present, streaming or regular stores */
-enum { FL_REG_LOSS = 1, FL_REG_GRAD = 2, FL_REG_NT = 4 };
 /* which loss */
 enum { FL_REG_HUBER = 0, FL_REG_SMOOTH_L1 = 1 };
-
-/* float32 vector -> its low / high halves as double vectors (exact) */
-#if defined(__AVX512F__) && FL_VEC_BYTES == 64
-FL_REG_INLINE fl_v_f64 fl_reg_lo_f64(fl_v_f32 v)
-{
-    return (fl_v_f64)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
-}
-FL_REG_INLINE fl_v_f64 fl_reg_hi_f64(fl_v_f32 v)
-{
-    return (fl_v_f64)_mm512_cvtps_pd(
-        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd((__m512)v), 1)));
-}
-#elif defined(__AVX2__) && FL_VEC_BYTES == 32
-FL_REG_INLINE fl_v_f64 fl_reg_lo_f64(fl_v_f32 v)
-{
-    return (fl_v_f64)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
-}
-FL_REG_INLINE fl_v_f64 fl_reg_hi_f64(fl_v_f32 v)
-{
-    return (fl_v_f64)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
-}
-#elif defined(__SSE2__) && FL_VEC_BYTES == 16
-FL_REG_INLINE fl_v_f64 fl_reg_lo_f64(fl_v_f32 v) { return (fl_v_f64)_mm_cvtps_pd((__m128)v); }
-FL_REG_INLINE fl_v_f64 fl_reg_hi_f64(fl_v_f32 v)
-{
-    return (fl_v_f64)_mm_cvtps_pd(_mm_movehl_ps((__m128)v, (__m128)v));
-}
-#else
-FL_REG_INLINE fl_v_f64 fl_reg_lo_f64(fl_v_f32 v)
-{
-    fl_v_f64 r;
-    for (int i = 0; i < fl_lanes_f64; i++) r[i] = v[i];
-    return r;
-}
-FL_REG_INLINE fl_v_f64 fl_reg_hi_f64(fl_v_f32 v)
-{
-    fl_v_f64 r;
-    for (int i = 0; i < fl_lanes_f64; i++) r[i] = v[i + fl_lanes_f64];
-    return r;
-}
-#endif
-
-/* TwoSum: *s + p = new *s + error exactly (Knuth; no precondition on magnitudes) */
-FL_REG_INLINE void fl_reg_twosum(fl_v_f64 *s, fl_v_f64 *c, fl_v_f64 p)
-{
-    const fl_v_f64 t = *s + p;
-    const fl_v_f64 bp = t - *s;
-    const fl_v_f64 ap = t - bp;
-    *c += (*s - ap) + (p - bp);
-    *s = t;
-}
-
-/* the per-lane compensated sums, combined in lane order */
-static double fl_reg_lanes_result(fl_v_f64 s, fl_v_f64 c)
-{
-    fl_acc acc;
-    fl_acc_init(&acc);
-    for (int i = 0; i < fl_lanes_f64; i++)
-        fl_acc_add(&acc, s[i]);
-    for (int i = 0; i < fl_lanes_f64; i++)
-        if (isfinite(s[i]))
-            fl_acc_add(&acc, c[i]);
-    return fl_acc_result(&acc);
-}
-
-/* 16-byte streaming stores of a whole vector (p 16-byte aligned) */
-#if FL_REG_HAVE_NT
-FL_REG_INLINE void fl_reg_stream_f32(float *p, fl_v_f32 v)
-{
-    union { fl_v_f32 v; __m128 q[FL_VEC_BYTES / 16]; } u;
-    u.v = v;
-    for (int i = 0; i < FL_VEC_BYTES / 16; i++)
-        _mm_stream_ps(p + 4 * i, u.q[i]);
-}
-FL_REG_INLINE void fl_reg_stream_f64(double *p, fl_v_f64 v)
-{
-    union { fl_v_f64 v; __m128d q[FL_VEC_BYTES / 16]; } u;
-    u.v = v;
-    for (int i = 0; i < FL_VEC_BYTES / 16; i++)
-        _mm_stream_pd(p + 2 * i, u.q[i]);
-}
-#endif
 
 #define FL_REAL_F32
 #include "regression.c"
@@ -234,17 +109,6 @@ FL_REG_INLINE V FL(reg_eval)(const int kind, const FL(reg_k) *k, V x, V y, V *gr
     return loss;
 }
 
-/* Loss vector -> double vector of partials (float32: the sum of its halves, exact
- * widening, one rounding). */
-FL_REG_INLINE fl_v_f64 FL(reg_widen)(V l)
-{
-#if defined(FL_REAL_F32)
-    return fl_reg_lo_f64(l) + fl_reg_hi_f64(l);
-#else
-    return l;
-#endif
-}
-
 /* One vector at p[0..VL) (tail: p[0..rem), rem < VL, other lanes loss +0, not stored):
  * loads, evaluates, stores; returns the loss vector. */
 FL_REG_INLINE V FL(reg_vec)(const int kind, const int what, const int tail, int64_t rem,
@@ -259,18 +123,13 @@ FL_REG_INLINE V FL(reg_vec)(const int kind, const int what, const int tail, int6
         xv = FL(fl_load)(x);
         yv = FL(fl_load)(y);
     }
-    l = FL(reg_eval)(kind, k, xv, yv, &g, what & FL_REG_GRAD);
+    l = FL(reg_eval)(kind, k, xv, yv, &g, what & FL_EW_GRAD);
     if (tail) {
-        if (what & FL_REG_LOSS) FL(fl_store_partial)(loss_out, l, rem);
-        if (what & FL_REG_GRAD) FL(fl_store_partial)(grad_out, g, rem);
-#if FL_REG_HAVE_NT
-    } else if (what & FL_REG_NT) {
-        if (what & FL_REG_LOSS) FL(fl_reg_stream)(loss_out, l);
-        if (what & FL_REG_GRAD) FL(fl_reg_stream)(grad_out, g);
-#endif
+        if (what & FL_EW_LOSS) FL(fl_store_partial)(loss_out, l, rem);
+        if (what & FL_EW_GRAD) FL(fl_store_partial)(grad_out, g, rem);
     } else {
-        if (what & FL_REG_LOSS) FL(fl_store)(loss_out, l);
-        if (what & FL_REG_GRAD) FL(fl_store)(grad_out, g);
+        if (what & FL_EW_LOSS) FL(fl_ew_store)(loss_out, l, what & FL_EW_NT);
+        if (what & FL_EW_GRAD) FL(fl_ew_store)(grad_out, g, what & FL_EW_NT);
     }
     return l;
 }
@@ -288,18 +147,18 @@ FL_REG_INLINE void FL(reg_step)(const int kind, const int what, const int tail, 
     for (int j = 0; j < FL_REG_U; j++) {
         const int64_t o = (int64_t)j * VL;
         if (!tail)
-            p[j] = FL(reg_widen)(FL(reg_vec)(kind, what, 0, VL, x + o, y + o, k,
-                                             (what & FL_REG_LOSS) ? loss_out + o : 0,
-                                             (what & FL_REG_GRAD) ? grad_out + o : 0));
+            p[j] = FL(fl_ew_widen_sum)(FL(reg_vec)(kind, what, 0, VL, x + o, y + o, k,
+                                             (what & FL_EW_LOSS) ? loss_out + o : 0,
+                                             (what & FL_EW_GRAD) ? grad_out + o : 0));
         else if (rem > o)
-            p[j] = FL(reg_widen)(FL(reg_vec)(kind, what, rem - o < VL, rem - o, x + o,
+            p[j] = FL(fl_ew_widen_sum)(FL(reg_vec)(kind, what, rem - o < VL, rem - o, x + o,
                                              y + o, k,
-                                             (what & FL_REG_LOSS) ? loss_out + o : 0,
-                                             (what & FL_REG_GRAD) ? grad_out + o : 0));
+                                             (what & FL_EW_LOSS) ? loss_out + o : 0,
+                                             (what & FL_EW_GRAD) ? grad_out + o : 0));
         else
             p[j] = fl_set1_f64(0.0);
     }
-    fl_reg_twosum(s, c, (p[0] + p[1]) + (p[2] + p[3]));
+    fl_ew_twosum(s, c, (p[0] + p[1]) + (p[2] + p[3]));
 }
 
 FL_REG_INLINE double FL(reg_run)(const int kind, const int what, int64_t n, const real *x,
@@ -311,47 +170,30 @@ FL_REG_INLINE double FL(reg_run)(const int kind, const int what, int64_t n, cons
     int64_t i = 0;
     for (; i <= n - step; i += step)
         FL(reg_step)(kind, what, 0, step, x + i, y + i, k,
-                     (what & FL_REG_LOSS) ? loss_out + i : 0,
-                     (what & FL_REG_GRAD) ? grad_out + i : 0, &s, &c);
+                     (what & FL_EW_LOSS) ? loss_out + i : 0,
+                     (what & FL_EW_GRAD) ? grad_out + i : 0, &s, &c);
     if (i < n)
         FL(reg_step)(kind, what, 1, n - i, x + i, y + i, k,
-                     (what & FL_REG_LOSS) ? loss_out + i : 0,
-                     (what & FL_REG_GRAD) ? grad_out + i : 0, &s, &c);
-#if FL_REG_HAVE_NT
-    if (what & FL_REG_NT)
-        _mm_sfence(); /* streaming stores are weakly ordered: publish them before returning */
-#endif
-    return fl_reg_lanes_result(s, c);
-}
-
-/* Which outputs, and streaming stores when every written output is large and 16-byte
- * aligned (else regular stores). */
-static int FL(reg_what)(int64_t n, const real *loss_out, const real *grad_out)
-{
-    int what = (loss_out ? FL_REG_LOSS : 0) | (grad_out ? FL_REG_GRAD : 0);
-    (void)n;
-#if FL_REG_HAVE_NT
-    if (what && n >= (int64_t)(FL_REG_NT_MIN_BYTES / sizeof(real)) &&
-        ((uintptr_t)loss_out & 15) == 0 && ((uintptr_t)grad_out & 15) == 0)
-        what |= FL_REG_NT;
-#endif
-    return what;
+                     (what & FL_EW_LOSS) ? loss_out + i : 0,
+                     (what & FL_EW_GRAD) ? grad_out + i : 0, &s, &c);
+    fl_ew_fence(what);
+    return fl_ew_lanes_result(s, c);
 }
 
 /* One instance of reg_run per case: no per-element tests of loss_out / grad_out. */
 #define FL_REG_DISPATCH(kind)                                                             \
-    switch (FL(reg_what)(n, loss_out, grad_out)) {                                        \
+    switch (fl_ew_what(n, sizeof(real), loss_out, grad_out)) {                                        \
     case 0: return FL(reg_run)(kind, 0, n, x, y, &k, 0, 0);                               \
-    case FL_REG_LOSS: return FL(reg_run)(kind, FL_REG_LOSS, n, x, y, &k, loss_out, 0);    \
-    case FL_REG_GRAD: return FL(reg_run)(kind, FL_REG_GRAD, n, x, y, &k, 0, grad_out);    \
-    case FL_REG_LOSS | FL_REG_GRAD:                                                       \
-        return FL(reg_run)(kind, FL_REG_LOSS | FL_REG_GRAD, n, x, y, &k, loss_out, grad_out); \
-    case FL_REG_LOSS | FL_REG_NT:                                                         \
-        return FL(reg_run)(kind, FL_REG_LOSS | FL_REG_NT, n, x, y, &k, loss_out, 0);      \
-    case FL_REG_GRAD | FL_REG_NT:                                                         \
-        return FL(reg_run)(kind, FL_REG_GRAD | FL_REG_NT, n, x, y, &k, 0, grad_out);      \
+    case FL_EW_LOSS: return FL(reg_run)(kind, FL_EW_LOSS, n, x, y, &k, loss_out, 0);    \
+    case FL_EW_GRAD: return FL(reg_run)(kind, FL_EW_GRAD, n, x, y, &k, 0, grad_out);    \
+    case FL_EW_LOSS | FL_EW_GRAD:                                                       \
+        return FL(reg_run)(kind, FL_EW_LOSS | FL_EW_GRAD, n, x, y, &k, loss_out, grad_out); \
+    case FL_EW_LOSS | FL_EW_NT:                                                         \
+        return FL(reg_run)(kind, FL_EW_LOSS | FL_EW_NT, n, x, y, &k, loss_out, 0);      \
+    case FL_EW_GRAD | FL_EW_NT:                                                         \
+        return FL(reg_run)(kind, FL_EW_GRAD | FL_EW_NT, n, x, y, &k, 0, grad_out);      \
     default:                                                                              \
-        return FL(reg_run)(kind, FL_REG_LOSS | FL_REG_GRAD | FL_REG_NT, n, x, y, &k,      \
+        return FL(reg_run)(kind, FL_EW_LOSS | FL_EW_GRAD | FL_EW_NT, n, x, y, &k,      \
                            loss_out, grad_out);                                           \
     }
 

@@ -31,6 +31,7 @@
  *                  tails: touch only p[0..n), other lanes = fill (n >= 0)
  *   lanes      fl_set1_T(c), fl_fma_T(a, b, c), fl_abs_T, fl_max_T, fl_min_T,
  *              fl_select_T(mask, a, b), fl_any_T(mask), fl_hsum_T, fl_hmax_T
+ *              fl_widen_f32(v, w[2]), fl_narrow_f64(lo, hi)   float32 <-> float64 lanes
  *   math       measured max error (float32: all 2^32 inputs; float64: 6M inputs incl.
  *              +-65536 ulps around every threshold), unfused (sse2) / fused (avx2, avx512):
  *     V fl_exp_u1_T(V x)              exp                      f32 0.92/0.90  f64 0.93/0.92
@@ -42,6 +43,8 @@
  *     V fl_exp_negabs_T(V x, V *lo); V fl_softplus_from_exp_u1_T(V x, V hi, V lo);
  *     V fl_sigmoid_from_exp_u1_T(V x, V hi, V lo)   the same, split in two stages for
  *                                     software pipelining / blocking (see there)
+ *     V fl_logistic_T(V x, V *L, V *r, V *er)    exp(-|x|), softplus(-|x|), sigmoid(+-|x|)
+ *                                     with one range check (see there)
  *   Log-sum-exp: m = fl_hmax_T of fl_max_T over the row, then fl_exp_u1_T(x - m) summed
  *   (fl_hsum_T), then m + log(sum) -- or an online max/rescale with the same pieces.
  *
@@ -463,6 +466,48 @@ FL__INLINE double fl_hsum_f64(fl_v_f64 v)
         for (int i = 0; i < w; i++) u.a[i] = u.a[i] + u.a[i + w];
     return u.a[0];
 }
+/* float32 <-> float64 lanes: fl_widen_f32 puts v's lanes [0, lanes/2) in w[0] and
+ * [lanes/2, lanes) in w[1] (exact); fl_narrow_f64 is the inverse (one rounding each). */
+FL__INLINE void fl_widen_f32(fl_v_f32 v, fl_v_f64 w[2])
+{
+#if FL__ISA == FL__ISA_AVX512
+    w[0] = (fl_v_f64)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
+    w[1] = (fl_v_f64)_mm512_cvtps_pd(
+        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd((__m512)v), 1)));
+#elif FL__ISA == FL__ISA_AVX2
+    w[0] = (fl_v_f64)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
+    w[1] = (fl_v_f64)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
+#elif FL__ISA == FL__ISA_SSE2
+    w[0] = (fl_v_f64)_mm_cvtps_pd((__m128)v);
+    w[1] = (fl_v_f64)_mm_cvtps_pd(_mm_movehl_ps((__m128)v, (__m128)v));
+#else
+    for (int i = 0; i < fl_lanes_f64; i++) {
+        w[0][i] = (double)v[i];
+        w[1][i] = (double)v[i + fl_lanes_f64];
+    }
+#endif
+}
+FL__INLINE fl_v_f32 fl_narrow_f64(fl_v_f64 lo, fl_v_f64 hi)
+{
+#if FL__ISA == FL__ISA_AVX512
+    return (fl_v_f32)_mm512_castpd_ps(_mm512_insertf64x4(
+        _mm512_castpd256_pd512(_mm256_castps_pd(_mm512_cvtpd_ps((__m512d)lo))),
+        _mm256_castps_pd(_mm512_cvtpd_ps((__m512d)hi)), 1));
+#elif FL__ISA == FL__ISA_AVX2
+    return (fl_v_f32)_mm256_insertf128_ps(_mm256_castps128_ps256(_mm256_cvtpd_ps((__m256d)lo)),
+                                          _mm256_cvtpd_ps((__m256d)hi), 1);
+#elif FL__ISA == FL__ISA_SSE2
+    return (fl_v_f32)_mm_movelh_ps(_mm_cvtpd_ps((__m128d)lo), _mm_cvtpd_ps((__m128d)hi));
+#else
+    fl_v_f32 v;
+    for (int i = 0; i < fl_lanes_f64; i++) {
+        v[i] = (float)lo[i];
+        v[i + fl_lanes_f64] = (float)hi[i];
+    }
+    return v;
+#endif
+}
+
 /* Horizontal max with fl_max semantics, same tree (NaN lanes may be dropped). */
 FL__INLINE float fl_hmax_f32(fl_v_f32 v)
 {
@@ -814,17 +859,26 @@ FL__INLINE fl_v_f32 fl_softplus_sigmoid_u1_f32(fl_v_f32 x, fl_v_f32 *sig)
  * vector, or for a block of vectors into L1 scratch, before stage 2 of this one lets
  * the two overlap -- about 1.5x faster).  Same bits as the one-call functions.
  *   hi = fl_exp_negabs_f32(x, &lo):  exp(-|x|) = hi + lo (to ~2^-48 relative);
- *                                       hi is exactly fl_exp_u1_f32(-|x|)
+ *                                       hi is exactly fl_exp_u1_f32(-|x|); lanes with
+ *                                       |x| > 87 (or inf, NaN) have lo = 0, and no lane's
+ *                                       hi, lo depend on its neighbours
  *   fl_softplus_from_exp_u1_f32(x, hi, lo) = fl_softplus_u1_f32(x)
  *   fl_sigmoid_from_exp_u1_f32(x, hi, lo)  = fl_sigmoid_u1_f32(x) */
-FL__INLINE fl_v_f32 fl_exp_negabs_f32(fl_v_f32 x, fl_v_f32 *lo)
+/* a vector with some |x| > 87 (or inf, NaN): those lanes get lo = 0 (stage 2 takes its
+ * slow path for them), the others the same hi and lo as in the fast path */
+FL__COLD fl_v_f32 fl__exp_negabs_slow_f32(fl_v_f32 x, fl_v_f32 *lo)
 {
     const fl_v_f32 nx = fl__negabs_f32(x);
-    if (FL__UNLIKELY(FL__BIG87_F32(x))) {
-        *lo = fl_set1_f32(0.0f); /* stage 2 takes the slow path */
-        return fl_exp_u1_f32(nx);
-    }
-    return fl__exp_dd_f32(nx, lo);
+    const fl_vi_f32 big = (FL__I32(x) & 0x7fffffff) > 0x42ae0000;
+    fl_v_f32 l;
+    const fl_v_f32 h = fl__exp_dd_f32(fl_select_f32(big, fl_set1_f32(0.0f), nx), &l);
+    *lo = fl_select_f32(big, fl_set1_f32(0.0f), l);
+    return fl_select_f32(big, fl_exp_u1_f32(nx), h);
+}
+FL__INLINE fl_v_f32 fl_exp_negabs_f32(fl_v_f32 x, fl_v_f32 *lo)
+{
+    if (FL__UNLIKELY(FL__BIG87_F32(x))) return fl__exp_negabs_slow_f32(x, lo);
+    return fl__exp_dd_f32(fl__negabs_f32(x), lo);
 }
 FL__INLINE fl_v_f32 fl_softplus_from_exp_u1_f32(fl_v_f32 x, fl_v_f32 hi, fl_v_f32 lo)
 {
@@ -835,6 +889,37 @@ FL__INLINE fl_v_f32 fl_sigmoid_from_exp_u1_f32(fl_v_f32 x, fl_v_f32 hi, fl_v_f32
 {
     if (FL__UNLIKELY(FL__BIG87_F32(x))) return fl__sigmoid_slow_f32(x);
     return fl__sigmoid_tail_f32(x, hi, lo);
+}
+
+/* The logistic pieces of x from one exp, one log1p and one division, with one range
+ * check (for the logistic losses: BCE with logits, focal):
+ *   *L  = log1p(exp(-|x|)) = softplus(-|x|)   the same bits as fl_softplus_u1_f32(-|x|)
+ *   *r  = sigmoid(|x|) = 1 / (1 + e)          the same bits as fl_sigmoid_u1_f32(|x|)
+ *   *er = sigmoid(-|x|) = e r                 from the double-word e: <= ~1.5 ulp
+ * so softplus(+-x) = max(+-x, 0) + L (one more rounding: L <= ln 2 <= the sum) and
+ * sigmoid(x) = x >= 0 ? r : er.  Returns e = exp(-|x|) (= fl_exp_u1_f32(-|x|)).
+ * Lanes with |x| beyond the fast range (inf, NaN) take the cold path lane by lane;
+ * no lane's results depend on its neighbours.  |x| = inf: L = 0, r = 1, er = 0. */
+FL__COLD fl_v_f32 fl__logistic_slow_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *r, fl_v_f32 *er)
+{
+    fl_v_f32 lo;
+    const fl_v_f32 nx = fl__negabs_f32(x), ax = -nx;
+    const fl_v_f32 e = fl_exp_negabs_f32(x, &lo); /* lo = 0 in the big lanes */
+    *L = fl_softplus_u1_f32(nx);
+    *r = fl_sigmoid_u1_f32(ax);
+    *er = fl_select_f32((FL__I32(x) & 0x7fffffff) > 0x42ae0000, fl_sigmoid_u1_f32(nx), fl_fma_f32(e, *r, lo * *r));
+    return e;
+}
+FL__INLINE fl_v_f32 fl_logistic_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *r, fl_v_f32 *er)
+{
+    if (FL__UNLIKELY(FL__BIG87_F32(x))) return fl__logistic_slow_f32(x, L, r, er);
+    fl_v_f32 lo;
+    const fl_v_f32 nx = fl__negabs_f32(x);
+    const fl_v_f32 e = fl__exp_dd_f32(nx, &lo);
+    *L = fl__softplus_tail_f32(nx, e, lo);
+    *r = fl__sigmoid_tail_f32(-nx, e, lo);
+    *er = fl_fma_f32(e, *r, lo * *r);
+    return e;
 }
 
 /* =============================================================== float64 (1 ulp) */
@@ -1145,14 +1230,19 @@ FL__INLINE fl_v_f64 fl_softplus_sigmoid_u1_f64(fl_v_f64 x, fl_v_f64 *sig)
  *                                       hi is exactly fl_exp_u1_f64(-|x|)
  *   fl_softplus_from_exp_u1_f64(x, hi, lo) = fl_softplus_u1_f64(x)
  *   fl_sigmoid_from_exp_u1_f64(x, hi, lo)  = fl_sigmoid_u1_f64(x) */
-FL__INLINE fl_v_f64 fl_exp_negabs_f64(fl_v_f64 x, fl_v_f64 *lo)
+FL__COLD fl_v_f64 fl__exp_negabs_slow_f64(fl_v_f64 x, fl_v_f64 *lo)
 {
     const fl_v_f64 nx = fl__negabs_f64(x);
-    if (FL__UNLIKELY(FL__BIG708_F64(x))) {
-        *lo = fl_set1_f64(0.0); /* stage 2 takes the slow path */
-        return fl_exp_u1_f64(nx);
-    }
-    return fl__exp_dd_f64(nx, lo);
+    const fl_vi_f64 big = (FL__I64(x) & 0x7fffffffffffffffLL) > 0x4086200000000000LL;
+    fl_v_f64 l;
+    const fl_v_f64 h = fl__exp_dd_f64(fl_select_f64(big, fl_set1_f64(0.0), nx), &l);
+    *lo = fl_select_f64(big, fl_set1_f64(0.0), l);
+    return fl_select_f64(big, fl_exp_u1_f64(nx), h);
+}
+FL__INLINE fl_v_f64 fl_exp_negabs_f64(fl_v_f64 x, fl_v_f64 *lo)
+{
+    if (FL__UNLIKELY(FL__BIG708_F64(x))) return fl__exp_negabs_slow_f64(x, lo);
+    return fl__exp_dd_f64(fl__negabs_f64(x), lo);
 }
 FL__INLINE fl_v_f64 fl_softplus_from_exp_u1_f64(fl_v_f64 x, fl_v_f64 hi, fl_v_f64 lo)
 {
@@ -1163,6 +1253,37 @@ FL__INLINE fl_v_f64 fl_sigmoid_from_exp_u1_f64(fl_v_f64 x, fl_v_f64 hi, fl_v_f64
 {
     if (FL__UNLIKELY(FL__BIG708_F64(x))) return fl__sigmoid_slow_f64(x);
     return fl__sigmoid_tail_f64(x, hi, lo);
+}
+
+/* The logistic pieces of x from one exp, one log1p and one division, with one range
+ * check (for the logistic losses: BCE with logits, focal):
+ *   *L  = log1p(exp(-|x|)) = softplus(-|x|)   the same bits as fl_softplus_u1_f64(-|x|)
+ *   *r  = sigmoid(|x|) = 1 / (1 + e)          the same bits as fl_sigmoid_u1_f64(|x|)
+ *   *er = sigmoid(-|x|) = e r                 from the double-word e: <= ~1.5 ulp
+ * so softplus(+-x) = max(+-x, 0) + L (one more rounding: L <= ln 2 <= the sum) and
+ * sigmoid(x) = x >= 0 ? r : er.  Returns e = exp(-|x|) (= fl_exp_u1_f64(-|x|)).
+ * Lanes with |x| beyond the fast range (inf, NaN) take the cold path lane by lane;
+ * no lane's results depend on its neighbours.  |x| = inf: L = 0, r = 1, er = 0. */
+FL__COLD fl_v_f64 fl__logistic_slow_f64(fl_v_f64 x, fl_v_f64 *L, fl_v_f64 *r, fl_v_f64 *er)
+{
+    fl_v_f64 lo;
+    const fl_v_f64 nx = fl__negabs_f64(x), ax = -nx;
+    const fl_v_f64 e = fl_exp_negabs_f64(x, &lo); /* lo = 0 in the big lanes */
+    *L = fl_softplus_u1_f64(nx);
+    *r = fl_sigmoid_u1_f64(ax);
+    *er = fl_select_f64((FL__I64(x) & 0x7fffffffffffffffLL) > 0x4086200000000000LL, fl_sigmoid_u1_f64(nx), fl_fma_f64(e, *r, lo * *r));
+    return e;
+}
+FL__INLINE fl_v_f64 fl_logistic_f64(fl_v_f64 x, fl_v_f64 *L, fl_v_f64 *r, fl_v_f64 *er)
+{
+    if (FL__UNLIKELY(FL__BIG708_F64(x))) return fl__logistic_slow_f64(x, L, r, er);
+    fl_v_f64 lo;
+    const fl_v_f64 nx = fl__negabs_f64(x);
+    const fl_v_f64 e = fl__exp_dd_f64(nx, &lo);
+    *L = fl__softplus_tail_f64(nx, e, lo);
+    *r = fl__sigmoid_tail_f64(-nx, e, lo);
+    *er = fl_fma_f64(e, *r, lo * *r);
+    return e;
 }
 
 #endif /* FASTLOSS_VECMATH_H */

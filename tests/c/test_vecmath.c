@@ -635,6 +635,77 @@ static void test_pair(int log2n)
            bad ? "NO" : "yes");
 }
 
+/* fl_logistic: e, L, r the same bits as exp(-|x|), softplus(-|x|), sigmoid(|x|); er within
+ * 2 ulp of sigmoid(-|x|); every lane the same bits as that element alone (one-lane
+ * partial load), so no lane depends on its neighbours (slow-path vectors included). */
+#define LOGISTIC(T, S, SAME, ULPS)                                                       \
+    static int check_logistic##S(const T *x, int64_t n)                                 \
+    {                                                                                    \
+        enum { L = fl_lanes##S };                                                        \
+        int bad = 0;                                                                     \
+        for (int64_t b = 0; b + L <= n; b += L) {                                        \
+            fl_v##S xv = fl_load##S(x + b), lv, rv, erv;                                 \
+            fl_v##S ev = fl_logistic##S(xv, &lv, &rv, &erv);                             \
+            fl_v##S ax = fl_abs##S(xv);                                                  \
+            fl_v##S e2 = fl_exp_u1##S(-ax), l2 = fl_softplus_u1##S(-ax);                 \
+            fl_v##S r2 = fl_sigmoid_u1##S(ax), er2 = fl_sigmoid_u1##S(-ax);              \
+            for (int i = 0; i < L; i++) {                                                \
+                fl_v##S l1, r1, er1;                                                     \
+                fl_v##S e1 = fl_logistic##S(fl_load_partial##S(x + b + i, 1, 0), &l1, &r1, \
+                                            &er1);                                       \
+                int ok = SAME(ev[i], e2[i]) && SAME(lv[i], l2[i]) && SAME(rv[i], r2[i]) && \
+                         SAME(e1[0], ev[i]) && SAME(l1[0], lv[i]) && SAME(r1[0], rv[i]) && \
+                         SAME(er1[0], erv[i]) &&                                         \
+                         (erv[i] != erv[i] ? er2[i] != er2[i]                             \
+                                           : ULPS(erv[i], er2[i]) <= 2);                   \
+                if (!ok && bad++ < 5)                                                    \
+                    FAIL("logistic" #S "(%a): e %a L %a r %a er %a; expected %a %a %a %a", \
+                         (double)x[b + i], (double)ev[i], (double)lv[i], (double)rv[i],  \
+                         (double)erv[i], (double)e2[i], (double)l2[i], (double)r2[i],    \
+                         (double)er2[i]);                                                \
+            }                                                                            \
+        }                                                                                \
+        return bad;                                                                      \
+    }
+static double ulps_apart32(float a, float b)
+{
+    if (a == b) return 0;
+    return fabs((double)a - (double)b) / (double)(nextafterf(fmaxf(fabsf(a), fabsf(b)), INFINITY) -
+                                                  fmaxf(fabsf(a), fabsf(b)));
+}
+static double ulps_apart64(double a, double b)
+{
+    if (a == b) return 0;
+    double m = fmax(fabs(a), fabs(b));
+    return fabs(a - b) / (nextafter(m, INFINITY) - m);
+}
+LOGISTIC(float, _f32, same32, ulps_apart32)
+LOGISTIC(double, _f64, same64, ulps_apart64)
+
+static void test_logistic(int log2n)
+{
+    static float x[BLK];
+    static double xd[BLK];
+    uint64_t count = 1ULL << (log2n < 22 ? (log2n < 15 ? 15 : log2n) : 22);
+    int bad = 0;
+    for (uint64_t k = 0; k < count; k += BLK) {
+        for (int i = 0; i < BLK; i++) {
+            /* any bit pattern (slow-path vectors) / the fast range / mostly fast, some big */
+            int kind = (int)((k / BLK) % 3);
+            x[i] = kind == 0 ? from32((uint32_t)rnd64())
+                 : kind == 1 ? (float)(-90 + 180 * rnd_unit())
+                 : (rnd_unit() < 0.05 ? from32((uint32_t)rnd64()) : (float)(-20 + 40 * rnd_unit()));
+            xd[i] = kind == 0 ? from64(rnd64())
+                  : kind == 1 ? -720 + 1440 * rnd_unit()
+                  : (rnd_unit() < 0.05 ? from64(rnd64()) : -40 + 80 * rnd_unit());
+        }
+        bad += check_logistic_f32(x, BLK);
+        bad += check_logistic_f64(xd, BLK);
+    }
+    printf("  logistic = exp/softplus/sigmoid bitwise, er within 2 ulp, lane-independent: %s\n",
+           bad ? "NO" : "yes");
+}
+
 /* ------------------------------------------------------------------------- tails */
 
 static void test_tails(void)
@@ -907,6 +978,7 @@ int main(int argc, char **argv)
     test_helpers();
     test_flags();
     test_pair(log2n);
+    test_logistic(log2n);
     for (int fi = 0; fi < NFNS; fi++) test_f32(&FNS[fi], log2n, dense);
     for (int fi = 0; fi < NFNS; fi++) test_f64(&FNS[fi], n64, dense);
     if (do_bench) bench();

@@ -1,0 +1,142 @@
+/*
+ * elementwise.h: the vector plumbing shared by the element-wise families (regression.c,
+ * binary.c): the compensated per-lane loss sum and non-temporal (streaming) stores.
+ * Built on vecmath.h; everything is static, compiled per target like its includers.
+ *
+ * Loss sums: each step's loss vectors are widened to double (fl_widen_f32 for float32)
+ * and added as a small balanced tree into one double vector of partials; the partial is
+ * added to per-lane compensated accumulators with TwoSum (exact), so the sum is within a
+ * few eps of the exact sum of the losses however long the array (no n eps growth).  The
+ * lanes are combined at the end, in lane order, with accumulate.h's fl_acc; an infinite
+ * or NaN lane sum propagates as in fl_acc.  The grouping depends only on n (steps from
+ * element 0 of the call), never on pointer alignment; targets with different vector
+ * widths group differently and may differ in the last bits of the sum.
+ *
+ * Streaming stores: an output of at least FL_EW_NT_MIN_BYTES (1 MiB, the per-core L2 of
+ * Zen 3 / Zen 5) in one call is written with non-temporal stores: no read-for-ownership
+ * (a third less memory traffic for a two-input, one-output kernel) and the result does
+ * not displace the inputs from the caches, but it is in DRAM, not in the cache, when the
+ * caller reads it.  Measured on Zen 5 (Huber float32, gradient only, 16M elements): 0.24
+ * vs 0.31 ns per element; with the gradient read back right after the call, regular
+ * stores win while inputs and output fit in the L3 (up to 2.8x at 64K elements).  The
+ * kernels see only their own n: the caller, which knows the whole array, picks block
+ * sizes so that blocks of small arrays stay below this size and blocks of huge arrays are
+ * above it.  Override with -DFL_EW_NT_MIN_BYTES=...
+ * The stores go out 16 bytes at a time (_mm_stream_ps / _mm_stream_pd; the write-combining
+ * buffers merge them into whole lines), so an output only needs 16-byte alignment, which
+ * NumPy's large arrays have.
+ */
+#ifndef FASTLOSS_ELEMENTWISE_H
+#define FASTLOSS_ELEMENTWISE_H
+#include <math.h>
+#include <stdint.h>
+#include "accumulate.h"
+#include "vecmath.h"
+
+#define FL_EW_INLINE static inline __attribute__((always_inline))
+
+#ifndef FL_EW_NT_MIN_BYTES
+#define FL_EW_NT_MIN_BYTES (1 << 20)
+#endif
+
+#if defined(__SSE2__)
+#include <immintrin.h>
+#define FL_EW_HAVE_NT 1
+#else
+#define FL_EW_HAVE_NT 0
+#endif
+
+/* what a call writes: loss_out / grad_out present, streaming or regular stores */
+enum { FL_EW_LOSS = 1, FL_EW_GRAD = 2, FL_EW_NT = 4 };
+
+/* Which outputs, and streaming stores when every written output is large and 16-byte
+ * aligned (else regular stores). */
+static inline int fl_ew_what(int64_t n, int itemsize, const void *loss_out, const void *grad_out)
+{
+    int what = (loss_out ? FL_EW_LOSS : 0) | (grad_out ? FL_EW_GRAD : 0);
+    (void)n;
+    (void)itemsize;
+#if FL_EW_HAVE_NT
+    if (what && n >= (int64_t)(FL_EW_NT_MIN_BYTES / itemsize) &&
+        ((uintptr_t)loss_out & 15) == 0 && ((uintptr_t)grad_out & 15) == 0)
+        what |= FL_EW_NT;
+#endif
+    return what;
+}
+
+/* streaming stores are weakly ordered: publish them before the kernel returns */
+FL_EW_INLINE void fl_ew_fence(int what)
+{
+#if FL_EW_HAVE_NT
+    if (what & FL_EW_NT) _mm_sfence();
+#else
+    (void)what;
+#endif
+}
+
+/* float32 loss vector -> double vector of partials: the sum of its halves (exact
+ * widening, one rounding).  float64: itself. */
+FL_EW_INLINE fl_v_f64 fl_ew_widen_sum_f32(fl_v_f32 l)
+{
+    fl_v_f64 w[2];
+    fl_widen_f32(l, w);
+    return w[0] + w[1];
+}
+FL_EW_INLINE fl_v_f64 fl_ew_widen_sum_f64(fl_v_f64 l) { return l; }
+
+/* TwoSum: *s + p = new *s + error exactly (Knuth; no precondition on magnitudes) */
+FL_EW_INLINE void fl_ew_twosum(fl_v_f64 *s, fl_v_f64 *c, fl_v_f64 p)
+{
+    const fl_v_f64 t = *s + p;
+    const fl_v_f64 bp = t - *s;
+    const fl_v_f64 ap = t - bp;
+    *c += (*s - ap) + (p - bp);
+    *s = t;
+}
+
+/* the per-lane compensated sums, combined in lane order */
+static inline double fl_ew_lanes_result(fl_v_f64 s, fl_v_f64 c)
+{
+    fl_acc acc;
+    fl_acc_init(&acc);
+    for (int i = 0; i < fl_lanes_f64; i++)
+        fl_acc_add(&acc, s[i]);
+    for (int i = 0; i < fl_lanes_f64; i++)
+        if (isfinite(s[i]))
+            fl_acc_add(&acc, c[i]);
+    return fl_acc_result(&acc);
+}
+
+/* Store a whole vector: streaming (p 16-byte aligned) when nt, else regular. */
+FL_EW_INLINE void fl_ew_store_f32(float *p, fl_v_f32 v, int nt)
+{
+#if FL_EW_HAVE_NT
+    if (nt) {
+        union { fl_v_f32 v; __m128 q[FL_VEC_BYTES / 16]; } u;
+        u.v = v;
+        for (int i = 0; i < FL_VEC_BYTES / 16; i++)
+            _mm_stream_ps(p + 4 * i, u.q[i]);
+        return;
+    }
+#else
+    (void)nt;
+#endif
+    fl_store_f32(p, v);
+}
+FL_EW_INLINE void fl_ew_store_f64(double *p, fl_v_f64 v, int nt)
+{
+#if FL_EW_HAVE_NT
+    if (nt) {
+        union { fl_v_f64 v; __m128d q[FL_VEC_BYTES / 16]; } u;
+        u.v = v;
+        for (int i = 0; i < FL_VEC_BYTES / 16; i++)
+            _mm_stream_pd(p + 2 * i, u.q[i]);
+        return;
+    }
+#else
+    (void)nt;
+#endif
+    fl_store_f64(p, v);
+}
+
+#endif /* FASTLOSS_ELEMENTWISE_H */
