@@ -229,6 +229,8 @@ cdef tuple _pair(object input, object target, str tname="target"):
 cdef enum:
     BLOCK_ELEMENTS = 65536
     PARALLEL_THRESHOLD = 262144
+    STREAM_MIN_BYTES = 8 << 20     # element-wise inputs this large use streaming blocks
+    STREAM_BLOCK_BYTES = 1 << 20   # = FL_EW_NT_MIN_BYTES in csrc/elementwise.h
 
 cdef int _max_threads = 0  # set_num_threads(); 0 = all cores
 
@@ -410,7 +412,14 @@ cdef object _elementwise(ElemKind kind, object x, object y, object dt, str red, 
     j.w = _bcast(w[0], w[1], w[2], n, &uw)
     j.pw = _bcast(pw[0], pw[1], pw[2], n, &upw)
     unit = uw // _gcd(uw, upw) * upw
-    j.block = (BLOCK_ELEMENTS + unit - 1) // unit * unit
+    # Large arrays go in blocks of STREAM_BLOCK_BYTES, which the kernels write with
+    # streaming stores (elementwise.h: outputs of >= 1 MiB per call); smaller ones in
+    # cache-sized blocks with regular stores, so a result read right after the call is
+    # still in the cache.  Either way the block size depends only on n and the dtype.
+    cdef int64_t block = BLOCK_ELEMENTS
+    if n * dt.itemsize >= STREAM_MIN_BYTES:
+        block = STREAM_BLOCK_BYTES // dt.itemsize
+    j.block = (block + unit - 1) // unit * unit
     if j.block >= n:
         j.block = max(n, 1)
     j.p1 = p1
