@@ -15,10 +15,16 @@ and the bytes a single pass must move (inputs read once, gradient written once),
 memory-roofline fraction.
 """
 import importlib
+import os
+import sys
 
 import numpy as np
 
-import fastloss
+try:
+    import fastloss
+except ImportError:  # run from a source tree built in place (setup.py build_ext --inplace)
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    import fastloss
 from fastloss import reference
 
 
