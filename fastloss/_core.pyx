@@ -730,6 +730,81 @@ cdef object _rowwise(RowKind kind, object x, object t, object w, object dt, int6
     return _finish(total, denom, red, o, dt, return_grad)
 
 
+cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b):
+    """Whether the memory of two C-contiguous arrays overlaps."""
+    cdef char *pa = <char *>cnp.PyArray_DATA(a)
+    cdef char *pb = <char *>cnp.PyArray_DATA(b)
+    return pa < pb + cnp.PyArray_NBYTES(b) and pb < pa + cnp.PyArray_NBYTES(a)
+
+
+cdef object _ce_small(cnp.ndarray x, cnp.ndarray t, int64_t ign, str red, bint return_grad,
+                      object grad_out):
+    """cross_entropy for the online-scoring call: (N, C) float32/float64 logits and (N,)
+    int64 labels, both C-contiguous and native, no weight or smoothing, one thread.  The
+    same kernels and the same results as the general path, without its generic
+    validation machinery (a (32, 10) call: ~1 us instead of ~3).  Returns None whenever
+    anything is unusual -- the general path then handles (or rejects) the call."""
+    cdef int tn = cnp.PyArray_TYPE(x)
+    if cnp.PyArray_NDIM(x) != 2 or cnp.PyArray_NDIM(t) != 1 \
+            or (tn != cnp.NPY_FLOAT32 and tn != cnp.NPY_FLOAT64) \
+            or cnp.PyArray_TYPE(t) != cnp.NPY_INT64 \
+            or not cnp.PyArray_IS_C_CONTIGUOUS(x) or not cnp.PyArray_IS_C_CONTIGUOUS(t) \
+            or not cnp.PyArray_ISNOTSWAPPED(x) or not cnp.PyArray_ISNOTSWAPPED(t):
+        return None
+    cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(x)
+    cdef int64_t N = dims[0], C = dims[1]
+    if C == 0 or cnp.PyArray_DIMS(t)[0] != N or N * C >= PARALLEL_THRESHOLD:
+        return None
+    cdef bint none = red == "none"
+    if not none and red != "mean" and red != "sum":
+        return None
+    cdef cnp.ndarray g = None
+    if return_grad:
+        if grad_out is None:
+            g = cnp.PyArray_EMPTY(2, dims, tn, 0)
+        else:
+            if type(grad_out) is not np.ndarray:
+                return None
+            g = <cnp.ndarray>grad_out
+            if cnp.PyArray_TYPE(g) != tn or cnp.PyArray_NDIM(g) != 2 \
+                    or cnp.PyArray_DIMS(g)[0] != N or cnp.PyArray_DIMS(g)[1] != C \
+                    or not cnp.PyArray_IS_C_CONTIGUOUS(g) or not cnp.PyArray_ISWRITEABLE(g) \
+                    or not cnp.PyArray_ISNOTSWAPPED(g) or _overlaps(g, x) or _overlaps(g, t):
+                return None
+    elif grad_out is not None:
+        return None
+    cdef cnp.ndarray loss = cnp.PyArray_EMPTY(1, dims, tn, 0) if none else None
+    cdef const int64_t *lab = <const int64_t *>cnp.PyArray_DATA(t)
+    cdef void *px = cnp.PyArray_DATA(x)
+    cdef void *pl = cnp.PyArray_DATA(loss) if none else NULL
+    cdef void *pg = cnp.PyArray_DATA(g) if return_grad else NULL
+    cdef int64_t err = -1
+    cdef double denom, total = 0.0, scale
+    cdef bint f32 = tn == cnp.NPY_FLOAT32
+    with nogil:
+        if f32:
+            denom = fl_class_target_weight_sum_f32(N, lab, C, NULL, ign, &err)
+        else:
+            denom = fl_class_target_weight_sum_f64(N, lab, C, NULL, ign, &err)
+        if err < 0:
+            scale = (1.0 / denom if denom != 0 else 0.0) if red == "mean" else 1.0
+            if f32:
+                total = fl_softmax_ce_index_f32(N, C, 1, <float *>px, lab, NULL, ign, 0.0,
+                                                <float *>pl, <float *>pg, scale, &err)
+            else:
+                total = fl_softmax_ce_index_f64(N, C, 1, <double *>px, lab, NULL, ign, 0.0,
+                                                <double *>pl, <double *>pg, scale, &err)
+    if err >= 0:
+        return None  # a bad label: the general path raises the error
+    if none:
+        res = loss
+    elif f32:
+        res = np.float32(total if red == "sum" else (total / denom if denom != 0 else 0.0))
+    else:
+        res = np.float64(total if red == "sum" else (total / denom if denom != 0 else 0.0))
+    return (res, g) if return_grad else res
+
+
 def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smoothing=0.0,
                   reduction="mean", axis=1, return_grad=False, out=None, grad_out=None,
                   n_threads=None):
@@ -760,6 +835,14 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
     the loss is 0.0 and the gradient zero instead of NaN.  A class index outside [0, C)
     that is not ``ignore_index`` raises IndexError.
     """
+    if type(input) is np.ndarray and type(target) is np.ndarray and weight is None \
+            and out is None and n_threads is None and type(axis) is int \
+            and (axis == 1 or axis == -1) and type(ignore_index) is int \
+            and -(2**63) <= ignore_index < 2**63 and type(reduction) is str \
+            and type(label_smoothing) in (float, int) and label_smoothing == 0:
+        res = _ce_small(input, target, ignore_index, reduction, bool(return_grad), grad_out)
+        if res is not None:
+            return res
     xa = np.asarray(input)
     dt = _real_dtype(xa.dtype, "input")
     x = np.asarray(xa, dtype=dt, order="C")

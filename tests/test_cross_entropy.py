@@ -363,3 +363,48 @@ def test_mean_is_sum_over_weighted_count():
     s = fastloss.cross_entropy(x, y, weight=w, reduction="sum")
     m = fastloss.cross_entropy(x, y, weight=w)
     np.testing.assert_allclose(m, s / np.sum(w[y[y >= 0]]), rtol=1e-14)
+
+
+# ------------------------------------------------------------------ small-call path
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("shape", [(32, 10), (1, 1), (3, 1000), (257, 3)])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_small_call_path_matches_general_path_bitwise(dtype, shape, reduction, rng):
+    """(N, C) + int64 labels with default options takes a shortcut (_ce_small); n_threads=1
+    forces the general path: both must give the same bits, and the shortcut must fall
+    back for every option it does not handle."""
+    x = (rng.standard_normal(shape) * 5).astype(dtype)
+    t = rng.integers(0, shape[1], shape[0])
+    t[::4] = -100  # ignored
+    fast = fastloss.cross_entropy(x, t, reduction=reduction, return_grad=True)
+    slow = fastloss.cross_entropy(x, t, reduction=reduction, return_grad=True, n_threads=1)
+    for a, b in zip(fast, slow):
+        assert np.asarray(a).dtype == np.asarray(b).dtype and np.shape(a) == np.shape(b)
+        np.testing.assert_array_equal(a, b)
+    assert type(fast[0]) is type(slow[0])
+    # a truthy non-bool return_grad, and a preallocated gradient
+    g = np.full(shape, np.nan, dtype)
+    l2, g2 = fastloss.cross_entropy(x, t, reduction=reduction, return_grad=1, grad_out=g)
+    assert g2 is g
+    np.testing.assert_array_equal(g, slow[1])
+    np.testing.assert_array_equal(l2, slow[0])
+    # grad_out aliasing the input: correct results (computed into a temporary)
+    xc = x.copy()
+    l3, g3 = fastloss.cross_entropy(xc, t, reduction=reduction, return_grad=True, grad_out=xc)
+    assert g3 is xc
+    np.testing.assert_array_equal(xc, slow[1])
+    np.testing.assert_array_equal(l3, slow[0])
+
+
+def test_small_call_path_errors_are_the_general_ones():
+    x = np.zeros((4, 3), np.float32)
+    with pytest.raises(IndexError, match=r"class index 3 .*outside \[0, 3\)"):
+        fastloss.cross_entropy(x, np.array([0, 1, 2, 3]))
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        fastloss.cross_entropy(x, np.array([0, 1, 2, 0]), reduction="avg")
+    with pytest.raises(ValueError, match="grad_out must have shape"):
+        fastloss.cross_entropy(x, np.array([0, 1, 2, 0]), return_grad=True,
+                               grad_out=np.zeros((3, 4), np.float32))
+    with pytest.raises(ValueError, match="grad_out is only used with return_grad=True"):
+        fastloss.cross_entropy(x, np.array([0, 1, 2, 0]), grad_out=np.zeros((4, 3), np.float32))
