@@ -11,10 +11,11 @@
  *      sigmoid(|x|) = r, sigmoid(-|x|) = e r  (the double-word e: <= ~1.5 ulp)
  *    Nothing overflows for any x.
  *  - BCE on probabilities: log p and log1p(-p) from vecmath (< 1 ulp), torch's clamps.
- *  - Sigmoid focal computes in double lanes for both dtypes (float32: each vector as two
- *    double vectors, rounded once at the end, so float32 results are within ~0.5 ulp of
- *    the correctly rounded value and the focal factor's amplification of rounding errors
- *    -- gamma |log m| ulps -- disappears below float32's precision).  See focal_core.
+ *  - Sigmoid focal computes its focal factor and products in double lanes for both dtypes
+ *    (float32: exp(-|x|) and log1p in float lanes, the rest on each vector as two double
+ *    vectors, rounded once at the end), so the focal factor's amplification of rounding
+ *    errors -- gamma |log m| ulps -- disappears below float32's precision: float32
+ *    losses within ~1.5 ulp of the correctly rounded value.  See focal_core.
  *  - Tails: masked loads / stores (same code as the body, lanes past the end hold
  *    harmless fill values and are excluded from the sum); nothing read or written out of
  *    bounds, and a lane's result never depends on its neighbours (the rare lanes that need
@@ -51,7 +52,9 @@ typedef struct {
 } fl_focal_k;
 
 /* torchvision's sigmoid_focal_loss and its gradient for one double vector, for labels
- * y in [0, 1] and finite or NaN x (other lanes are patched by the caller):
+ * y in [0, 1] and finite or NaN x (other lanes are patched by the caller), given
+ * e = exp(-|x|), L = log1p(e), r = 1 / (1 + e), er = e r (see the kernel for their
+ * precision):
  *   p = sigmoid(x), ce = (1 - y) softplus(x) + y softplus(-x),
  *   m = 1 - p_t = p (1 - y) + (1 - p) y,   F = m^gamma,  a_t = alpha y + (1 - alpha)(1 - y)
  *   loss = a_t ce F
@@ -66,12 +69,11 @@ typedef struct {
  * gamma log m is carried as a double-word, so F is within a few ulp of double for hard
  * labels (log u exact) and within ~|gamma log u| ulp for soft ones.  Both far below
  * float32's ulp; for float64 results agree with the reference to ~1e-14. */
-FL_BIN_INLINE void fl_focal_core(const fl_focal_k *k, fl_v_f64 x, fl_v_f64 y,
+FL_BIN_INLINE void fl_focal_core(const fl_focal_k *k, fl_v_f64 x, fl_v_f64 y, fl_v_f64 e,
+                                 fl_v_f64 L, fl_v_f64 r, fl_v_f64 er,
                                  fl_v_f64 *loss_o, fl_v_f64 *grad_o, const int want_grad)
 {
     const fl_v_f64 zero = fl_set1_f64(0.0), one = fl_set1_f64(1.0);
-    fl_v_f64 L, r, er;
-    const fl_v_f64 e = fl_logistic_f64(x, &L, &r, &er);
     const fl_vi_f64 ix = (fl_vi_f64)x, xpos = x >= zero;
     const fl_v_f64 spx = (fl_v_f64)(ix & ~(ix >> 63)) + L;             /* max(x, 0) + L */
     const fl_v_f64 spmx = (fl_v_f64)(ix & ((ix >> 63) & 0x7fffffffffffffffLL)) + L; /* max(-x, 0) + L */
@@ -499,16 +501,32 @@ double FLK(fl_sigmoid_focal)(int64_t n, const real *x, const real *y, double alp
             yv = FL(fl_load)(y + i);
         }
 #if defined(FL_REAL_F32)
-        fl_v_f64 xw[2], yw[2], lw[2], gw[2] = {fl_set1_f64(0.0), fl_set1_f64(0.0)};
+        /* e = exp(-|x|) as a float double-word and L = log1p(e) (< 1 ulp) in float lanes;
+         * the rest in double lanes: e exact there (eh + el), r = 1 / (1 + e) by a double
+         * division, so m and m^gamma carry no float rounding; L's (<= 1 ulp of L <= 1
+         * ulp of ce) is the only float-sized error before the final rounding. */
+        fl_v_f32 el;
+        const fl_v_f32 eh = fl_exp_negabs_f32(xv, &el);
+        const fl_v_f32 Lf = fl_softplus_from_exp_u1_f32(-fl_abs_f32(xv), eh, el);
+        fl_v_f64 xw[2], yw[2], ehw[2], elw[2], Lw[2], lw[2];
+        fl_v_f64 gw[2] = {fl_set1_f64(0.0), fl_set1_f64(0.0)};
         fl_widen_f32(xv, xw);
         fl_widen_f32(yv, yw);
-        fl_focal_core(&k, xw[0], yw[0], &lw[0], &gw[0], want_grad);
-        fl_focal_core(&k, xw[1], yw[1], &lw[1], &gw[1], want_grad);
+        fl_widen_f32(eh, ehw);
+        fl_widen_f32(el, elw);
+        fl_widen_f32(Lf, Lw);
+        for (int h = 0; h < 2; h++) {
+            const fl_v_f64 e = ehw[h] + elw[h];
+            const fl_v_f64 r = fl_set1_f64(1.0) / (fl_set1_f64(1.0) + e);
+            fl_focal_core(&k, xw[h], yw[h], e, Lw[h], r, e * r, &lw[h], &gw[h], want_grad);
+        }
         l = fl_narrow_f64(lw[0], lw[1]);
         gr = fl_narrow_f64(gw[0], gw[1]);
 #else
+        fl_v_f64 L, r, er;
+        const fl_v_f64 e = fl_logistic_f64(xv, &L, &r, &er);
         gr = fl_set1_f64(0.0);
-        fl_focal_core(&k, xv, yv, &l, &gr, want_grad);
+        fl_focal_core(&k, xv, yv, e, L, r, er, &l, &gr, want_grad);
 #endif
         const VI odd = FL(focal_oddmask)(xv, yv);
         if (FL__UNLIKELY(FL(fl_any)(odd)))
