@@ -43,6 +43,7 @@ Conventions shared by every function
 import functools
 import operator
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -307,6 +308,68 @@ def _label_terms(x, m, yk, S1, L, ax):
     return u, py, pm1, S
 
 
+class _LabelRows(NamedTuple):
+    """The log-softmax of a softmax loss at its integer labels (see _label_log_softmax)."""
+    y: np.ndarray        # labels as intp, ignored ones replaced by 0
+    yk: np.ndarray       # y with the class axis kept (length 1), for take/put_along_axis
+    valid: "np.ndarray | None"  # non-ignored rows, None when none is ignored
+    vk: "np.ndarray | None"     # valid with the class axis kept
+    n_valid: int         # number of non-ignored rows
+    z: np.ndarray        # x - max (computing dtype)
+    e: np.ndarray        # exp(x - max) (computing dtype)
+    L: np.ndarray        # log1p(S1) per row (float64, keepdims)
+    u: np.ndarray        # -log p_y per row (float64)
+    py: np.ndarray       # p_y
+    pm1: np.ndarray      # p_y - 1, accurate when y is a maximal class
+    S: np.ndarray        # 1 + S1 = sum(e)
+
+
+def _label_log_softmax(x, t, ax, C, ignore_index):
+    """Validated labels and the accurate log-softmax of ``x`` over ``ax`` at them: the
+    block shared by :func:`cross_entropy` and :func:`softmax_focal_loss` (see
+    ``_softmax_rows`` and ``_label_terms`` for the numerics)."""
+    y, valid = _check_labels(t, C, ignore_index)
+    yk = np.expand_dims(y, ax)
+    m, z, e, S1, L = _softmax_rows(x, ax)
+    u, py, pm1, S = _label_terms(x, m, yk, S1, L, ax)          # per row, float64
+    vk = None if valid is None else np.expand_dims(valid, ax)
+    n_valid = y.size if valid is None else int(np.count_nonzero(valid))
+    return _LabelRows(y, yk, valid, vk, n_valid, z, e, L, u, py, pm1, S)
+
+
+def _label_row_loss(lossk, r, row_shape, dt, reduction, denom, out):
+    """The returned loss from per-row float64 losses ``lossk`` (class axis kept): NaN for
+    a row whose log-softmax is NaN, 0 for ignored rows, written to ``out``, reduced; a
+    "mean" with a zero denominator is 0.0."""
+    lossk[np.isnan(r.L)] = np.nan
+    if r.vk is not None:
+        lossk[~r.vk] = 0.0
+    loss = lossk.reshape(row_shape).astype(dt)
+    if out is not None:
+        np.copyto(out, loss)
+        loss = out
+    if reduction == "mean" and denom == 0:
+        return dt.type(0.0)
+    return _reduce(loss, reduction, denom, dt, out)
+
+
+def _zero_grad(x, grad_out):
+    """The gradient of a "mean" with a zero denominator: 0 whatever the logits."""
+    if grad_out is not None:
+        grad_out[...] = 0
+        return grad_out
+    return np.zeros_like(x)
+
+
+def _label_row_grad(g, r, gy, ax, dt):
+    """Finish a softmax-loss gradient: ``gy`` (per row) at the label column, ignored rows
+    0 whatever their logits."""
+    np.put_along_axis(g, r.yk, gy.astype(dt), ax)
+    if r.vk is not None:
+        np.copyto(g, 0, where=~r.vk)
+    return g
+
+
 def _into(a, dest):
     """``a`` itself, or ``dest`` after copying ``a`` into it (to continue in place there)."""
     if dest is None:
@@ -430,24 +493,20 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
         return _ce_prob(x, t.astype(dt, copy=False), wb, eps, C, ax, reduction,
                         return_grad, out, grad_out)
 
-    y, valid = _check_labels(t, C, ignore_index)
-    yk = np.expand_dims(y, ax)
-    m, z, e, S1, L = _softmax_rows(x, ax)
-    u, py, pm1, S = _label_terms(x, m, yk, S1, L, ax)          # per row, float64
+    r = _label_log_softmax(x, t, ax, C, ignore_index)
+    y, vk, z, e, L, u, py, pm1, S = r.y, r.vk, r.z, r.e, r.L, r.u, r.py, r.pm1, r.S
     wy = 1.0 if w is None else np.expand_dims(w[y], ax).astype(np.float64)
     # "mean" denominator: summed weight (or count) of non-ignored targets
     if w is None:
-        denom = float(y.size if valid is None else np.count_nonzero(valid))
+        denom = float(r.n_valid)
     else:
-        denom = float(np.sum(w[y], where=valid, dtype=np.float64) if valid is not None
+        denom = float(np.sum(w[y], where=r.valid, dtype=np.float64) if r.valid is not None
                       else np.sum(w[y], dtype=np.float64))
-    zero_mean = reduction == "mean" and denom == 0
     E = eps / C
     W = float(C) if w is None else float(np.sum(w, dtype=np.float64))
     cy = (1.0 - eps) * wy                                     # coefficient of -log p_y
     if np.ndim(cy) == 0:
         cy = np.full(u.shape, cy)
-    vk = None if valid is None else np.expand_dims(valid, ax)
     if vk is not None:
         cy = np.where(vk, cy, 0.0)
 
@@ -461,21 +520,11 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
             SD = np.sum(np.multiply(z, wb, out=z), axis=ax, keepdims=True, dtype=np.float64,
                         where=True if w.all() else wb != 0)
         lossk += E * (W * L - SD)
-    lossk[np.isnan(L)] = np.nan
-    if vk is not None:
-        lossk[~vk] = 0.0
-    loss = lossk.reshape(row_shape).astype(dt)
-    if out is not None:
-        np.copyto(out, loss)
-        loss = out
-    lval = dt.type(0.0) if zero_mean else _reduce(loss, reduction, denom, dt, out)
+    lval = _label_row_loss(lossk, r, row_shape, dt, reduction, denom, out)
     if not return_grad:
         return lval
-    if zero_mean:
-        if grad_out is not None:
-            grad_out[...] = 0
-            return lval, grad_out
-        return lval, np.zeros_like(x)
+    if reduction == "mean" and denom == 0:
+        return lval, _zero_grad(x, grad_out)
 
     # grad_j = gs (A p_j - E w_j),  A = cy + E W;  label column gs (cy (p_y - 1) + E (W p_y - w_y))
     gs = _mean_scale(reduction, denom)
@@ -495,10 +544,7 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
     gy *= gs
     if vk is not None:
         gy[~vk] = 0.0
-    np.put_along_axis(g, yk, gy.astype(dt), ax)
-    if vk is not None:
-        np.copyto(g, 0, where=~vk)              # ignored rows: 0 whatever their logits
-    return lval, g
+    return lval, _label_row_grad(g, r, gy, ax, dt)
 
 
 def _ce_prob(x, t, wb, eps, C, ax, reduction, return_grad, out, grad_out):
@@ -905,39 +951,24 @@ def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-10
         return _lifted(softmax_focal_loss, (x, t),
                        dict(alpha=alpha, gamma=gamma, ignore_index=ignore_index, axis=1),
                        reduction, return_grad, out, grad_out, (), x.shape)
-    y, valid = _check_labels(t, C, ignore_index)
-    yk = np.expand_dims(y, ax)
-    denom = float(y.size if valid is None else np.count_nonzero(valid))
-    zero_mean = reduction == "mean" and denom == 0
-    m, z, e, S1, L = _softmax_rows(x, ax)
-    del z
-    u, py, pm1, S = _label_terms(x, m, yk, S1, L, ax)          # per row, float64
+    r = _label_log_softmax(x, t, ax, C, ignore_index)
+    y, vk, e, u, py, pm1, S = r.y, r.vk, r.e, r.u, r.py, r.pm1, r.S
+    denom = float(r.n_valid)
     q = np.negative(pm1)                                       # 1 - p_y, accurate
     qg = np.power(q, gamma) if gamma != 0 else np.ones_like(q)  # (1 - p_y)^gamma
     if a_vec is not None:
         a = np.expand_dims(a_vec[y], ax).astype(np.float64)
     else:
         a = np.full(u.shape, 1.0 if a_scalar is None else a_scalar)
-    vk = None if valid is None else np.expand_dims(valid, ax)
     if vk is not None:
         a[~vk] = 0.0
     # loss = a (1 - p_y)^gamma (-log p_y); a zero coefficient gives 0 even if u = inf
     lossk = _zero_coef_times(a * qg, u)
-    lossk[np.isnan(L)] = np.nan
-    if vk is not None:
-        lossk[~vk] = 0.0
-    loss = lossk.reshape(row_shape).astype(dt)
-    if out is not None:
-        np.copyto(out, loss)
-        loss = out
-    lval = dt.type(0.0) if zero_mean else _reduce(loss, reduction, denom, dt, out)
+    lval = _label_row_loss(lossk, r, row_shape, dt, reduction, denom, out)
     if not return_grad:
         return lval
-    if zero_mean:
-        if grad_out is not None:
-            grad_out[...] = 0
-            return lval, grad_out
-        return lval, np.zeros_like(x)
+    if reduction == "mean" and denom == 0:
+        return lval, _zero_grad(x, grad_out)
     # F = q^g (1 + g p_y u / q), with u / q -> 1 at u = 0 and p_y u -> 0 at p_y = 0;
     # grad_j = gs a F (p_j - [j == y])
     F = qg
@@ -953,10 +984,7 @@ def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-10
     A *= gs
     g = _into(e, grad_out)
     g *= (A / S).astype(dt)
-    np.put_along_axis(g, yk, (A * pm1).astype(dt), ax)
-    if vk is not None:
-        np.copyto(g, 0, where=~vk)              # ignored rows: 0 whatever their logits
-    return lval, g
+    return lval, _label_row_grad(g, r, A * pm1, ax, dt)
 
 
 # ---------------------------------------------------------------- regression losses
