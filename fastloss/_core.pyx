@@ -14,7 +14,9 @@ import warnings
 import numpy as np
 
 cimport numpy as cnp
-from cpython.ref cimport PyObject
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport PyObject, Py_XDECREF, Py_INCREF
 from libc.math cimport INFINITY, fabs, isfinite
 from libc.stdint cimport int64_t
 
@@ -269,6 +271,68 @@ cdef int _threads(object n_threads, int64_t work) except -1:
     return min(int(n_threads), 1024)
 
 
+# ------------------------------------------------------------------ Ctrl-C
+#
+# A call of more than one block runs its blocks through fl_parallel_for_poll: between the
+# blocks it runs, the calling thread (if it is the main thread, the only one Python runs
+# signal handlers in) takes the GIL every POLL_MS and runs PyErr_CheckSignals().  When a
+# handler raises (KeyboardInterrupt from the default SIGINT handler), no further block is
+# started, the running ones finish, and the call raises that exception.  Fresh outputs
+# are dropped; the contents of a user's out= / grad_out= are then unspecified (as NumPy).
+# One block is at most ~BLOCK_ELEMENTS elements (at least one softmax row / Dice sample),
+# so the reaction time is POLL_MS plus one block.  Single-block calls (the small-call
+# path) do not poll at all.
+cdef enum:
+    POLL_MS = 50
+
+cdef unsigned long _main_ident = 0
+
+
+def _set_main_thread():
+    global _main_ident
+    _main_ident = PyThread_get_thread_ident()
+
+
+import threading as _threading
+import os as _os
+_main_ident = <unsigned long>_threading.main_thread().ident
+if hasattr(_os, "register_at_fork"):
+    # the forking thread is the child's main thread (CPython runs signal handlers there)
+    _os.register_at_fork(after_in_child=_set_main_thread)
+
+
+ctypedef struct _Interrupt:
+    PyObject *exc    # the exception a signal handler raised (owned), or NULL
+
+
+cdef int _poll_signals(void *ctx) noexcept with gil:
+    cdef _Interrupt *it = <_Interrupt *>ctx
+    try:
+        PyErr_CheckSignals()
+    except BaseException as e:
+        Py_INCREF(e)
+        it.exc = <PyObject *>e
+        return 1
+    return 0
+
+
+cdef int _run_blocks(int64_t n_blocks, int threads, fl_task_fn fn, void *ctx) except -1:
+    """fn over the blocks on the pool; raises what a signal handler raised meanwhile."""
+    cdef _Interrupt it
+    it.exc = NULL
+    if n_blocks <= 1 or PyThread_get_thread_ident() != _main_ident:
+        with nogil:
+            fl_parallel_for(n_blocks, threads, fn, ctx)
+        return 0
+    with nogil:
+        fl_parallel_for_poll(n_blocks, threads, fn, ctx, _poll_signals, &it, POLL_MS)
+    if it.exc != NULL:
+        exc = <object>it.exc
+        Py_XDECREF(it.exc)
+        raise exc
+    return 0
+
+
 cdef double _sum_partials(const double *p, int64_t n) noexcept nogil:
     """Compensated sum of the block partials, in block order."""
     cdef double s = 0.0, c = 0.0, t
@@ -432,8 +496,7 @@ cdef object _elementwise(ElemKind kind, object x, object y, object dt, str red, 
     j.errs = parts.errs
     cdef int threads = _threads(n_threads, n)
     cdef double total
-    with nogil:
-        fl_parallel_for(n_blocks, threads, _elem_task, &j)
+    _run_blocks(n_blocks, threads, _elem_task, &j)
     total = _sum_partials(j.sums, n_blocks)
     if kind == K_BCE:
         for b in range(n_blocks):
@@ -760,8 +823,7 @@ cdef object _rowwise(RowKind kind, object x, object t, object w, object dt, int6
     j.sums = parts.sums
     cdef int threads = _threads(n_threads, outer * C * inner)
     cdef double total
-    with nogil:
-        fl_parallel_for(n_blocks, threads, _row_task, &j)
+    _run_blocks(n_blocks, threads, _row_task, &j)
     total = _sum_partials(j.sums, n_blocks)
     return _finish(total, denom, red, o, dt, return_grad)
 
@@ -1036,8 +1098,7 @@ def dice_loss(input, target, *, activation=None, include_background=True,
     j.err_at = j.status + n_blocks
     cdef int threads = _threads(n_threads, B * C * S)
     cdef int status = 0
-    with nogil:
-        fl_parallel_for(n_blocks, threads, _dice_task, &j)
+    _run_blocks(n_blocks, threads, _dice_task, &j)
     for b in range(n_blocks):  # the first failing block, in block order
         if j.status[b] != 0:
             status = <int>j.status[b]
