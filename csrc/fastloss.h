@@ -193,6 +193,19 @@ typedef void (*fl_task_fn)(void *ctx, int64_t task);
  * Results must not depend on which thread runs a task: callers split work into blocks
  * fixed by the data and combine per-block results in block order. */
 int fl_parallel_for(int64_t n_tasks, int n_threads, fl_task_fn fn, void *ctx);
+
+/* Returns nonzero to stop a parallel loop (fl_parallel_for_poll). */
+typedef int (*fl_poll_fn)(void *poll_ctx);
+
+/* fl_parallel_for that can be stopped: the calling thread calls poll(poll_ctx) between
+ * the tasks it runs, and while it waits for its helpers, at most every interval_ms
+ * milliseconds (never from a helper thread, never while holding a pool lock).  When poll
+ * returns nonzero no further task is started anywhere, the tasks already running finish,
+ * and the call returns -1 (some tasks were not run).  Otherwise as fl_parallel_for.
+ * poll == NULL: exactly fl_parallel_for.  Used to stop a long call on a pending signal
+ * (Ctrl-C): the poll function may take the GIL. */
+int fl_parallel_for_poll(int64_t n_tasks, int n_threads, fl_task_fn fn, void *ctx,
+                         fl_poll_fn poll, void *poll_ctx, int interval_ms);
 /* Online CPUs (at least 1). */
 int fl_num_cores(void);
 

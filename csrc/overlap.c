@@ -663,6 +663,25 @@ int FLK(fl_dice)(int64_t B, int64_t C, int64_t Sp, const real *x, const real *t,
     const int sq = squared_pred != 0, jac = jaccard != 0;
     const int64_t K = C - c0;
 
+    if (B == 0 || Sp == 0) {
+        /* no element: every sum is 0 (empty prediction and target) and the gradient is
+         * empty; no pass and no per-class scratch (C may be huge: (0, 2**33, 4)) */
+        fl_dice_sums zero;
+        fl_dice_coef cf;
+        fl_dice_vacc_init(&zero.I);
+        fl_dice_vacc_init(&zero.G);
+        fl_dice_vacc_init(&zero.P);
+        const int64_t ng = batch ? 1 : B;
+        for (int64_t grp = 0; grp < ng; grp++)
+            for (int64_t c = c0; c < C; c++) {
+                const double w = weight ? (double)weight[c - c0] : 1.0;
+                const double f = fl_dice_finish(&zero, w, sq, jac, smooth_nr, smooth_dr,
+                                                grad_scale, &cf);
+                if (f_out) f_out[grp * K + (c - c0)] = f;
+            }
+        return 0;
+    }
+
     /* scratch: on the stack up to FL_DICE_STACK_C classes, else one aligned malloc */
     fl_dice_sums sums_stack[FL_DICE_STACK_C];
     fl_dice_coef coef_stack[FL_DICE_STACK_C];

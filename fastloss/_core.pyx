@@ -14,8 +14,15 @@ import warnings
 import numpy as np
 
 cimport numpy as cnp
+from cpython.exc cimport PyErr_CheckSignals
+from cpython.pythread cimport PyThread_get_thread_ident
+from cpython.ref cimport PyObject, Py_XDECREF, Py_INCREF
 from libc.math cimport INFINITY, fabs, isfinite
 from libc.stdint cimport int64_t
+
+cdef extern from "Python.h":
+    # o.__index__() clipped to the Py_ssize_t range (exc NULL); TypeError for non-integers
+    Py_ssize_t PyNumber_AsSsize_t(object o, PyObject *exc) except? -1
 
 from fastloss._kernels cimport *
 
@@ -165,13 +172,16 @@ cdef tuple _prepare_out(object arr, str name, object shape, object dt, tuple inp
         return np.empty(shape, dtype=dt), None
     if not isinstance(arr, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(arr).__name__}")
-    if arr.dtype != dt:
-        raise ValueError(f"{name} must have dtype {dt}, got {arr.dtype}")
+    adt = arr.dtype
+    if adt != dt and adt.newbyteorder("=") != dt:
+        # (a byte-swapped array of the computing dtype is accepted, as by NumPy's ufuncs:
+        # written through a native temporary below)
+        raise ValueError(f"{name} must have dtype {dt}, got {adt}")
     if arr.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)}, got {name}.shape={arr.shape}")
     if not arr.flags.writeable:
         raise ValueError(f"{name} is read-only")
-    direct = arr.flags.c_contiguous and arr.dtype.isnative
+    direct = arr.flags.c_contiguous and adt.isnative
     if direct:
         for a in inputs:
             if a is not None and np.may_share_memory(arr, a):
@@ -261,6 +271,68 @@ cdef int _threads(object n_threads, int64_t work) except -1:
             or n_threads < 1:
         raise ValueError(f"n_threads must be None or an integer >= 1, got {n_threads!r}")
     return min(int(n_threads), 1024)
+
+
+# ------------------------------------------------------------------ Ctrl-C
+#
+# A call of more than one block runs its blocks through fl_parallel_for_poll: between the
+# blocks it runs, the calling thread (if it is the main thread, the only one Python runs
+# signal handlers in) takes the GIL every POLL_MS and runs PyErr_CheckSignals().  When a
+# handler raises (KeyboardInterrupt from the default SIGINT handler), no further block is
+# started, the running ones finish, and the call raises that exception.  Fresh outputs
+# are dropped; the contents of a user's out= / grad_out= are then unspecified (as NumPy).
+# One block is at most ~BLOCK_ELEMENTS elements (at least one softmax row / Dice sample),
+# so the reaction time is POLL_MS plus one block.  Single-block calls (the small-call
+# path) do not poll at all.
+cdef enum:
+    POLL_MS = 50
+
+cdef unsigned long _main_ident = 0
+
+
+def _set_main_thread():
+    global _main_ident
+    _main_ident = PyThread_get_thread_ident()
+
+
+import threading as _threading
+import os as _os
+_main_ident = <unsigned long>_threading.main_thread().ident
+if hasattr(_os, "register_at_fork"):
+    # the forking thread is the child's main thread (CPython runs signal handlers there)
+    _os.register_at_fork(after_in_child=_set_main_thread)
+
+
+ctypedef struct _Interrupt:
+    PyObject *exc    # the exception a signal handler raised (owned), or NULL
+
+
+cdef int _poll_signals(void *ctx) noexcept with gil:
+    cdef _Interrupt *it = <_Interrupt *>ctx
+    try:
+        PyErr_CheckSignals()
+    except BaseException as e:
+        Py_INCREF(e)
+        it.exc = <PyObject *>e
+        return 1
+    return 0
+
+
+cdef int _run_blocks(int64_t n_blocks, int threads, fl_task_fn fn, void *ctx) except -1:
+    """fn over the blocks on the pool; raises what a signal handler raised meanwhile."""
+    cdef _Interrupt it
+    it.exc = NULL
+    if n_blocks <= 1 or PyThread_get_thread_ident() != _main_ident:
+        with nogil:
+            fl_parallel_for(n_blocks, threads, fn, ctx)
+        return 0
+    with nogil:
+        fl_parallel_for_poll(n_blocks, threads, fn, ctx, _poll_signals, &it, POLL_MS)
+    if it.exc != NULL:
+        exc = <object>it.exc
+        Py_XDECREF(it.exc)
+        raise exc
+    return 0
 
 
 cdef double _sum_partials(const double *p, int64_t n) noexcept nogil:
@@ -433,14 +505,13 @@ cdef object _elementwise(ElemKind kind, object x, object y, object dt, str red, 
     j.errs = parts.errs
     cdef int threads = _threads(n_threads, n)
     cdef double total
-    with nogil:
-        fl_parallel_for(n_blocks, threads, _elem_task, &j)
-        total = _sum_partials(j.sums, n_blocks)
-        if kind == K_BCE:
-            for b in range(n_blocks):
-                if j.errs[b] >= 0:
-                    err = j.errs[b]
-                    break
+    _run_blocks(n_blocks, threads, _elem_task, &j)
+    total = _sum_partials(j.sums, n_blocks)
+    if kind == K_BCE:
+        for b in range(n_blocks):
+            if j.errs[b] >= 0:
+                err = j.errs[b]
+                break
     if err >= 0:
         bad = x.reshape(-1)[err]
         raise ValueError(f"input must hold probabilities in [0, 1], got {bad!r} at flat "
@@ -572,21 +643,24 @@ def sigmoid_focal_loss(input, target, *, alpha=0.25, gamma=2.0, reduction="mean"
 
 cdef tuple _class_layout(object x, object axis):
     """(class axis, outer, C, inner) of x seen as (outer, C, inner)."""
-    nd = x.ndim
+    cdef Py_ssize_t nd = x.ndim, ax
     if nd == 0:
         raise ValueError("input must have at least one dimension (the class axis), got a scalar")
+    try:  # operator.index semantics, as NumPy: 1.5, 1.0 and "1" are not axes
+        ax = PyNumber_AsSsize_t(axis, NULL)
+    except TypeError:
+        raise TypeError(f"axis must be an integer, got {axis!r}") from None
     if nd == 1:
-        if axis not in (0, 1, -1):
-            raise ValueError(f"axis {axis!r} is out of range for 1-D input (classes are on axis 0)")
+        if not -1 <= ax <= 1:
+            raise ValueError(f"axis {axis!r} is out of range for 1-D input (classes are on "
+                             f"axis 0; valid axes: -1, 0, 1)")
         ax = 0
     else:
-        try:
-            ax = int(axis)
-        except (TypeError, ValueError):
-            raise ValueError(f"axis must be an integer, got {axis!r}") from None
         if not -nd <= ax < nd:
-            raise ValueError(f"axis {axis!r} is out of range for input with {nd} dimensions")
-        ax %= nd
+            raise ValueError(f"axis {axis!r} is out of range for input with {nd} dimensions "
+                             f"(valid axes: {-nd} to {nd - 1})")
+        if ax < 0:
+            ax += nd
     shape = x.shape
     outer = 1
     for k in range(ax):
@@ -599,27 +673,54 @@ cdef tuple _class_layout(object x, object axis):
     return ax, outer, shape[ax], inner
 
 
-cdef object _class_labels(object target, object x, int ax, str name="target"):
+cdef object _class_labels(object target, object x, int ax, int64_t C, int64_t ignore_index,
+                          str name="target"):
     """Integer class indices of x's shape without the class axis, as C-contiguous int64."""
     t = np.asarray(target)
-    if t.dtype.kind not in "iu":
-        raise TypeError(f"{name} must hold integer class indices, got dtype {t.dtype}")
+    tdt = t.dtype
+    if tdt.kind not in "iu":
+        raise TypeError(f"{name} must hold integer class indices, got dtype {tdt}")
     expected = x.shape[:ax] + x.shape[ax + 1:]
     if t.shape != expected:
         raise ValueError(f"input and {name} do not fit: with input.shape={x.shape} (classes "
                          f"on axis {ax}) {name} must have shape {expected}, got "
                          f"{name}.shape={t.shape}")
+    if tdt.kind == "u" and tdt.itemsize == 8:
+        _check_uint64_labels(t, C, ignore_index, name)
     return np.asarray(t, dtype=np.int64, order="C")
 
 
+cdef int _check_uint64_labels(object t, int64_t C, object ignore_index, str name) except -1:
+    """uint64 labels above 2**63 - 1 would wrap to negative int64 values (2**64 - 1 to -1,
+    which could even be ignore_index): raise IndexError for the first bad label in flat
+    order, as _check_labels does, naming the value as given."""
+    if t.size == 0:
+        return 0
+    flat = t.reshape(-1)
+    big = flat > np.uint64(2**63 - 1)
+    if not big.any():
+        return 0
+    k = int(np.argmax(big))
+    # a bad label before k (those fit in int64) is reported first, as in _check_labels
+    head = np.asarray(flat[:k], dtype=np.int64, order="C")
+    has_ignore = ignore_index is not None
+    _check_labels(head, C, None, ignore_index if has_ignore else 0, False, name, has_ignore)
+    raise IndexError(f"{name} holds class index {int(flat[k])} (at flat index {k}), outside "
+                     f"[0, {C})" + (f" and not ignore_index={ignore_index}" if has_ignore
+                                    else ""))
+
+
 cdef double _check_labels(object labels, int64_t C, object weight, int64_t ignore_index,
-                          bint f32, str name="target") except? -1.0:
+                          bint f32, str name="target", bint has_ignore=True) except? -1.0:
     """Validates labels (IndexError naming the bad value) and returns the weighted count
-    of non-ignored targets (torch's "mean" denominator)."""
+    of non-ignored targets (torch's "mean" denominator).  has_ignore=False: every label
+    must be in [0, C) (ignore_index is then unused; the count is meaningless)."""
     cdef int64_t n = labels.size, err = -1
     cdef void *pl = _ptr(labels)
     cdef void *pw = _ptr(weight)
     cdef double s
+    if not has_ignore:
+        ignore_index = 0  # a valid class: ignoring it hides no bad label
     with nogil:
         if f32:
             s = fl_class_target_weight_sum_f32(n, <int64_t *>pl, C, <float *>pw, ignore_index, &err)
@@ -628,7 +729,8 @@ cdef double _check_labels(object labels, int64_t C, object weight, int64_t ignor
     if err >= 0:
         bad = int(labels.reshape(-1)[err])
         raise IndexError(f"{name} holds class index {bad} (at flat index {err}), outside "
-                         f"[0, {C}) and not ignore_index={ignore_index}")
+                         f"[0, {C})" + (f" and not ignore_index={ignore_index}" if has_ignore
+                                        else ""))
     return s
 
 
@@ -701,6 +803,12 @@ cdef object _rowwise(RowKind kind, object x, object t, object w, object dt, int6
                      int64_t C, int64_t inner, int64_t ignore_index, double param,
                      double denom, str red, _Outputs o, object n_threads, bint return_grad):
     """A softmax loss over (outer, C, inner) in blocks of whole rows (outer indices)."""
+    if denom == 0 and red == "mean":
+        # nothing enters the mean (every target ignored, or of weight 0): loss 0.0 and a
+        # zero gradient whatever the logits, NaN and inf included (README, cross_entropy)
+        if o.grad is not None:
+            o.grad.fill(0)
+        return _finish(0.0, 0.0, red, o, dt, return_grad)
     cdef _RowJob j
     j.kind = kind
     j.f32 = dt == np.float32
@@ -724,9 +832,8 @@ cdef object _rowwise(RowKind kind, object x, object t, object w, object dt, int6
     j.sums = parts.sums
     cdef int threads = _threads(n_threads, outer * C * inner)
     cdef double total
-    with nogil:
-        fl_parallel_for(n_blocks, threads, _row_task, &j)
-        total = _sum_partials(j.sums, n_blocks)
+    _run_blocks(n_blocks, threads, _row_task, &j)
+    total = _sum_partials(j.sums, n_blocks)
     return _finish(total, denom, red, o, dt, return_grad)
 
 
@@ -831,8 +938,9 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
     n_threads : int, optional
         As :func:`huber_loss`: blocks of whole rows run in parallel; same bits for any count.
 
-    Deviation from torch: when the "mean" denominator is zero (every target ignored),
-    the loss is 0.0 and the gradient zero instead of NaN.  A class index outside [0, C)
+    Deviation from torch: when the "mean" denominator is zero (every target ignored, or
+    of weight 0), the loss is 0.0 and the gradient zero (whatever the logits) instead of
+    NaN.  A class index outside [0, C)
     that is not ``ignore_index`` raises IndexError.
     """
     if type(input) is np.ndarray and type(target) is np.ndarray and weight is None \
@@ -864,7 +972,7 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
                                "the same shape for class-probability targets")
         denom = <double>(outer * inner)
     else:
-        t = _class_labels(t_arr, x, ax)
+        t = _class_labels(t_arr, x, ax, C, ign)
         denom = _check_labels(t, C, w, ign, f32)
     cdef _Outputs o = _Outputs(sample_shape, x.shape, dt, out, grad_out, (x, t, w),
                                red == "none", return_grad)
@@ -899,7 +1007,7 @@ def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-10
             raise ValueError("alpha must be finite")
     cdef bint f32 = dt == np.float32
     sample_shape = x.shape[:ax] + x.shape[ax + 1:]
-    t = _class_labels(target, x, ax)
+    t = _class_labels(target, x, ax, C, ign)
     cdef double denom = _check_labels(t, C, None, ign, f32)
     cdef _Outputs o = _Outputs(sample_shape, x.shape, dt, out, grad_out, (x, t, a),
                                red == "none", return_grad)
@@ -959,14 +1067,17 @@ def dice_loss(input, target, *, activation=None, include_background=True,
 
     Parameters
     ----------
-    input : array_like (B, C, spatial...)
+    input : array_like (B, C, spatial...), at least one spatial axis
         Probabilities (``activation=None``) or logits (``"sigmoid"``, ``"softmax"`` over C;
-        the gradient is then w.r.t. the logits).
+        the gradient is then w.r.t. the logits).  A 2-D (B, C) input raises ValueError
+        (MONAI reduces it over every axis).
     target : array_like
         Of input's shape (one-hot or soft), or an integer label map (B, spatial...) or
         (B, 1, spatial...), one-hot encoded internally without materialising it.
     include_background : bool
-        False drops channel 0 after the activation (ignored with one channel, as MONAI).
+        False drops channel 0 after the activation (ignored with one channel, as MONAI);
+        with activation None or "sigmoid" its gradient is then exactly 0 (NaN logits
+        there included), with "softmax" it enters through the normalisation.
     squared_pred, jaccard, smooth_nr, smooth_dr, batch : as MONAI.
     weight : array_like, optional
         One non-negative entry per kept channel (or a scalar), as MONAI's ``weight``;
@@ -982,8 +1093,12 @@ def dice_loss(input, target, *, activation=None, include_background=True,
     xa = np.asarray(input)
     dt = _real_dtype(xa.dtype, "input")
     x = np.asarray(xa, dtype=dt, order="C")
-    if x.ndim < 2:
-        raise ValueError(f"input must have shape (B, C, spatial...), got input.shape={x.shape}")
+    if x.ndim < 3:
+        # MONAI's DiceLoss takes (B, C, spatial...) and reduces a 2-D input over every
+        # axis, batch and channel included (not per (b, c)): rejected, as the reference
+        raise ValueError(f"input must have shape (B, C, spatial...) with at least one spatial "
+                         f"axis, got input.shape={x.shape} (add a trailing axis of length 1 "
+                         f"for one value per (sample, class))")
     red = _check_reduction(reduction)
     if activation not in _ACTIVATIONS:
         raise ValueError(f"activation must be one of None, 'sigmoid', 'softmax', got {activation!r}")
@@ -1019,6 +1134,8 @@ def dice_loss(input, target, *, activation=None, include_background=True,
             # one channel: MONAI skips the one-hot encoding and uses the labels as values
             dense = _as_real(t_arr, "target", dt).reshape(x.shape)
         elif t_arr.shape == (B,) + spatial or t_arr.shape == (B, 1) + spatial:
+            if t_arr.dtype.kind == "u" and t_arr.dtype.itemsize == 8:
+                _check_uint64_labels(t_arr, C, None, "target")
             labels = np.asarray(t_arr, dtype=np.int64, order="C")
         else:
             raise ValueError(f"input and target do not fit: target must have input's shape "
@@ -1064,18 +1181,21 @@ def dice_loss(input, target, *, activation=None, include_background=True,
     if j.block >= B:
         j.block = max(B, 1)
     cdef int64_t n_blocks = (B + j.block - 1) // j.block if B > 0 else 1, b, err = -1
+    if labels is not None and n_blocks > 1:
+        # every label checked before any block writes grad_out: a raising call leaves the
+        # user's grad_out untouched (one block validates its labels before writing)
+        _check_labels(labels, C, None, 0, f32, "target", False)
     outcome = np.zeros((2, n_blocks), np.int64)  # per block: kernel status, bad label index
     j.status = <int64_t *>_ptr(outcome)
     j.err_at = j.status + n_blocks
     cdef int threads = _threads(n_threads, B * C * S)
     cdef int status = 0
-    with nogil:
-        fl_parallel_for(n_blocks, threads, _dice_task, &j)
-        for b in range(n_blocks):  # the first failing block, in block order
-            if j.status[b] != 0:
-                status = <int>j.status[b]
-                err = j.err_at[b]
-                break
+    _run_blocks(n_blocks, threads, _dice_task, &j)
+    for b in range(n_blocks):  # the first failing block, in block order
+        if j.status[b] != 0:
+            status = <int>j.status[b]
+            err = j.err_at[b]
+            break
     if status == -1:
         bad = int(labels.reshape(-1)[err])
         raise IndexError(f"target holds class index {bad} (at flat index {err}), outside [0, {C})")

@@ -84,6 +84,9 @@ cdef extern from "fastloss.h" nogil:
 
     ctypedef void (*fl_task_fn)(void *ctx, int64_t task) noexcept nogil
     int fl_parallel_for(int64_t n_tasks, int n_threads, fl_task_fn fn, void *ctx)
+    ctypedef int (*fl_poll_fn)(void *poll_ctx) noexcept
+    int fl_parallel_for_poll(int64_t n_tasks, int n_threads, fl_task_fn fn, void *ctx,
+                             fl_poll_fn poll, void *poll_ctx, int interval_ms)
     int fl_num_cores()
 
     int fl_dispatch_init(const char *target)

@@ -15,9 +15,10 @@ Conventions shared by every function
 ------------------------------------
 * dtype: float32 and float64 inputs compute in their own precision and return that
   dtype; float16 computes in float32; integer dtypes are converted to float64.
-  Complex, bool, object, string... inputs raise ``TypeError``.  Targets, weights and other float operands are cast to the computing
-  dtype (which is chosen by ``input`` alone).  Scalar parameters (gamma, delta, ...) are
-  applied as Python floats, i.e. rounded to the computing dtype like a C ``(real)`` cast.
+  Complex, bool, object, string... inputs raise ``TypeError``.  Targets, weights and
+  other float operands are cast to the computing dtype (which is chosen by ``input``
+  alone).  Scalar parameters (gamma, delta, ...) are applied as Python floats, i.e.
+  rounded to the computing dtype like a C ``(real)`` cast.
 * ``reduction``: ``"mean"`` (default), ``"sum"`` or ``"none"``.  A reduced loss is a
   NumPy scalar of the computing dtype (``np.float32`` / ``np.float64``); the sum is
   accumulated in float64 (``np.sum(..., dtype=np.float64)``) and the mean is that sum
@@ -29,20 +30,25 @@ Conventions shared by every function
   dtype for "mean") multiplied into the per-element gradient last.
 * ``out=`` (only with ``reduction="none"``) and ``grad_out=`` (only with
   ``return_grad=True``) must be writeable ``numpy.ndarray`` of exactly the result's
-  shape and the computing dtype (``ValueError`` otherwise);
+  shape and the computing dtype, in either byte order (``ValueError`` otherwise);
   the result is written into them and they are returned.  Giving ``out`` with a reduced
   loss, or ``grad_out`` without ``return_grad``, raises ``ValueError``.
 * Inputs are never modified; non-contiguous and read-only inputs are fine.
-* Shapes that do not fit raise ``ValueError`` naming both arguments and their shapes;
-  bad parameter values raise ``ValueError`` naming the parameter.
+* Shapes that do not fit raise ``ValueError`` naming both arguments and their shapes.
+  Scalar parameters follow the compiled boundary's rule exactly (``_param``): a value
+  that is not a real number (str, None where not documented, complex, a sequence, bool)
+  raises ``TypeError``; NaN, +-inf and values outside the parameter's domain raise
+  ``ValueError`` naming the parameter.
 * ``"mean"`` with a zero denominator (an empty array; for ``cross_entropy`` and
-  ``softmax_focal_loss`` also every target ignored) is 0.0 with a zero gradient
-  (documented deviation from torch's NaN).
+  ``softmax_focal_loss`` also every target ignored or of weight 0) is 0.0 with a zero
+  gradient, whatever the logits (NaN and inf included): documented deviation from
+  torch's NaN.
 """
 
 import functools
 import operator
 import warnings
+from typing import NamedTuple
 
 import numpy as np
 
@@ -114,7 +120,7 @@ def _check_array_arg(arr, shape, dtype, name):
         raise TypeError(f"{name} must be a numpy.ndarray, got {type(arr).__name__}")
     if arr.shape != tuple(shape):
         raise ValueError(f"{name} has shape {arr.shape}, expected {tuple(shape)}")
-    if arr.dtype != dtype:
+    if arr.dtype.newbyteorder("=") != dtype:  # either byte order, as NumPy's ufuncs
         raise ValueError(f"{name} must have dtype {dtype}, got {arr.dtype}")
     if not arr.flags.writeable:
         raise ValueError(f"{name} is read-only")
@@ -150,11 +156,22 @@ def _class_axis(x, axis):
     return axis % nd
 
 
-def _float(value, name):
+def _param(value, name, lo, lo_open, hi=np.inf, hi_open=False):
+    """A finite real scalar parameter in [lo, hi] (open ends where asked), as a Python
+    float: the same rule and exception types as the compiled boundary.  Not a real number
+    (str, None, complex, a sequence, bool) -> TypeError; NaN, +-inf or out of the domain
+    -> ValueError naming the parameter."""
+    if isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
     try:
-        return float(value)
+        v = float(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a real number, got {value!r}") from None
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    if not (np.isfinite(v) and (v > lo if lo_open else v >= lo)
+            and (v < hi if hi_open else v <= hi)):
+        raise ValueError(f"{name} must be a finite number in {'(' if lo_open else '['}{lo:g}, "
+                         f"{hi:g}{')' if hi_open else ']'}, got {value!r}")
+    return v
 
 
 def _reduce(loss, reduction, denom, dtype, out):
@@ -307,6 +324,68 @@ def _label_terms(x, m, yk, S1, L, ax):
     return u, py, pm1, S
 
 
+class _LabelRows(NamedTuple):
+    """The log-softmax of a softmax loss at its integer labels (see _label_log_softmax)."""
+    y: np.ndarray        # labels as intp, ignored ones replaced by 0
+    yk: np.ndarray       # y with the class axis kept (length 1), for take/put_along_axis
+    valid: "np.ndarray | None"  # non-ignored rows, None when none is ignored
+    vk: "np.ndarray | None"     # valid with the class axis kept
+    n_valid: int         # number of non-ignored rows
+    z: np.ndarray        # x - max (computing dtype)
+    e: np.ndarray        # exp(x - max) (computing dtype)
+    L: np.ndarray        # log1p(S1) per row (float64, keepdims)
+    u: np.ndarray        # -log p_y per row (float64)
+    py: np.ndarray       # p_y
+    pm1: np.ndarray      # p_y - 1, accurate when y is a maximal class
+    S: np.ndarray        # 1 + S1 = sum(e)
+
+
+def _label_log_softmax(x, t, ax, C, ignore_index):
+    """Validated labels and the accurate log-softmax of ``x`` over ``ax`` at them: the
+    block shared by :func:`cross_entropy` and :func:`softmax_focal_loss` (see
+    ``_softmax_rows`` and ``_label_terms`` for the numerics)."""
+    y, valid = _check_labels(t, C, ignore_index)
+    yk = np.expand_dims(y, ax)
+    m, z, e, S1, L = _softmax_rows(x, ax)
+    u, py, pm1, S = _label_terms(x, m, yk, S1, L, ax)          # per row, float64
+    vk = None if valid is None else np.expand_dims(valid, ax)
+    n_valid = y.size if valid is None else int(np.count_nonzero(valid))
+    return _LabelRows(y, yk, valid, vk, n_valid, z, e, L, u, py, pm1, S)
+
+
+def _label_row_loss(lossk, r, row_shape, dt, reduction, denom, out):
+    """The returned loss from per-row float64 losses ``lossk`` (class axis kept): NaN for
+    a row whose log-softmax is NaN, 0 for ignored rows, written to ``out``, reduced; a
+    "mean" with a zero denominator is 0.0."""
+    lossk[np.isnan(r.L)] = np.nan
+    if r.vk is not None:
+        lossk[~r.vk] = 0.0
+    loss = lossk.reshape(row_shape).astype(dt)
+    if out is not None:
+        np.copyto(out, loss)
+        loss = out
+    if reduction == "mean" and denom == 0:
+        return dt.type(0.0)
+    return _reduce(loss, reduction, denom, dt, out)
+
+
+def _zero_grad(x, grad_out):
+    """The gradient of a "mean" with a zero denominator: 0 whatever the logits."""
+    if grad_out is not None:
+        grad_out[...] = 0
+        return grad_out
+    return np.zeros_like(x)
+
+
+def _label_row_grad(g, r, gy, ax, dt):
+    """Finish a softmax-loss gradient: ``gy`` (per row) at the label column, ignored rows
+    0 whatever their logits."""
+    np.put_along_axis(g, r.yk, gy.astype(dt), ax)
+    if r.vk is not None:
+        np.copyto(g, 0, where=~r.vk)
+    return g
+
+
 def _into(a, dest):
     """``a`` itself, or ``dest`` after copying ``a`` into it (to continue in place there)."""
     if dest is None:
@@ -383,9 +462,7 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
     ``-sum_c w_c (x_c - max) + W log1p(delta)``, two non-negative terms.
     """
     _check_reduction(reduction)
-    eps = _float(label_smoothing, "label_smoothing")
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"label_smoothing must be in [0, 1], got {label_smoothing!r}")
+    eps = _param(label_smoothing, "label_smoothing", 0.0, False, 1.0)
     x = _as_input(input)
     ax = _class_axis(x, axis)
     dt = x.dtype
@@ -430,24 +507,20 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
         return _ce_prob(x, t.astype(dt, copy=False), wb, eps, C, ax, reduction,
                         return_grad, out, grad_out)
 
-    y, valid = _check_labels(t, C, ignore_index)
-    yk = np.expand_dims(y, ax)
-    m, z, e, S1, L = _softmax_rows(x, ax)
-    u, py, pm1, S = _label_terms(x, m, yk, S1, L, ax)          # per row, float64
+    r = _label_log_softmax(x, t, ax, C, ignore_index)
+    y, vk, z, e, L, u, py, pm1, S = r.y, r.vk, r.z, r.e, r.L, r.u, r.py, r.pm1, r.S
     wy = 1.0 if w is None else np.expand_dims(w[y], ax).astype(np.float64)
     # "mean" denominator: summed weight (or count) of non-ignored targets
     if w is None:
-        denom = float(y.size if valid is None else np.count_nonzero(valid))
+        denom = float(r.n_valid)
     else:
-        denom = float(np.sum(w[y], where=valid, dtype=np.float64) if valid is not None
+        denom = float(np.sum(w[y], where=r.valid, dtype=np.float64) if r.valid is not None
                       else np.sum(w[y], dtype=np.float64))
-    zero_mean = reduction == "mean" and denom == 0
     E = eps / C
     W = float(C) if w is None else float(np.sum(w, dtype=np.float64))
     cy = (1.0 - eps) * wy                                     # coefficient of -log p_y
     if np.ndim(cy) == 0:
         cy = np.full(u.shape, cy)
-    vk = None if valid is None else np.expand_dims(valid, ax)
     if vk is not None:
         cy = np.where(vk, cy, 0.0)
 
@@ -461,21 +534,11 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
             SD = np.sum(np.multiply(z, wb, out=z), axis=ax, keepdims=True, dtype=np.float64,
                         where=True if w.all() else wb != 0)
         lossk += E * (W * L - SD)
-    lossk[np.isnan(L)] = np.nan
-    if vk is not None:
-        lossk[~vk] = 0.0
-    loss = lossk.reshape(row_shape).astype(dt)
-    if out is not None:
-        np.copyto(out, loss)
-        loss = out
-    lval = dt.type(0.0) if zero_mean else _reduce(loss, reduction, denom, dt, out)
+    lval = _label_row_loss(lossk, r, row_shape, dt, reduction, denom, out)
     if not return_grad:
         return lval
-    if zero_mean:
-        if grad_out is not None:
-            grad_out[...] = 0
-            return lval, grad_out
-        return lval, np.zeros_like(x)
+    if reduction == "mean" and denom == 0:
+        return lval, _zero_grad(x, grad_out)
 
     # grad_j = gs (A p_j - E w_j),  A = cy + E W;  label column gs (cy (p_y - 1) + E (W p_y - w_y))
     gs = _mean_scale(reduction, denom)
@@ -495,10 +558,7 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
     gy *= gs
     if vk is not None:
         gy[~vk] = 0.0
-    np.put_along_axis(g, yk, gy.astype(dt), ax)
-    if vk is not None:
-        np.copyto(g, 0, where=~vk)              # ignored rows: 0 whatever their logits
-    return lval, g
+    return lval, _label_row_grad(g, r, gy, ax, dt)
 
 
 def _ce_prob(x, t, wb, eps, C, ax, reduction, return_grad, out, grad_out):
@@ -747,15 +807,15 @@ def sigmoid_focal_loss(input, target, *, alpha=0.25, gamma=2.0, reduction="mean"
     log q)``.  So loss and gradient are finite for every finite logit and every
     gamma >= 0, including 0 < gamma < 1 where torchvision's autograd gives NaN once
     ``1 - p_t`` rounds to 0; gamma = 0 equals alpha-weighted BCE with logits.  Infinite
-    logits give the limits (e.g. x = +inf, y = 1: loss 0, gradient 0; torch gives NaN).
-    Targets are expected in [0, 1].
+    logits give the limits (e.g. x = +inf, y = 1: loss 0, gradient 0; torch gives NaN):
+    with c = 1 - y at +inf (y at -inf) the loss is ``a_t c^gamma c |x|`` -> inf for
+    c > 0 and a_t > 0 (even where c^gamma underflows), 0 for c = 0 or a_t = 0; the
+    gradient ``+-a_t c^(gamma + 1)``.  Targets are expected in [0, 1].
     """
     _check_reduction(reduction)
-    gamma = _float(gamma, "gamma")
-    if not gamma >= 0:
-        raise ValueError(f"gamma must be >= 0, got {gamma!r}")
-    if alpha is not None:
-        alpha = _float(alpha, "alpha")
+    gamma = _param(gamma, "gamma", 0.0, False)
+    if alpha is not None:  # < 0: no alpha weighting (documented); > 1 is out of the domain
+        alpha = _param(alpha, "alpha", -np.inf, True, 1.0)
     x = _as_input(input)
     dt = x.dtype
     y = _as_operand(target, dt, "target")
@@ -803,6 +863,16 @@ def sigmoid_focal_loss(input, target, *, alpha=0.25, gamma=2.0, reduction="mean"
         loss = np.multiply(ce, mod if mod is not None else at, out=out)
         if mod is not None and at is not None:
             loss *= at
+        if inf is not None:
+            # +-inf logits: the limit, not the rounded product.  With c = 1 - y (x = +inf)
+            # or y (x = -inf), q -> c and ce -> c |x|: loss -> a_t c^gamma c |x|, i.e. inf
+            # for c > 0 and a_t > 0 even where c^gamma underflows to 0 (a positive
+            # number), and 0 for c = 0 or a_t = 0 (inf * 0 would give NaN); NaN stays NaN.
+            c = np.where(x[inf] > 0, omy[inf], y[inf])
+            lim = _zero_times_inf(c)
+            if at is not None:
+                lim = _zero_coef_times(at[inf], lim)
+            loss[inf] = lim
     lval = _reduce(loss, reduction, float(x.size), dt, out)
     if not return_grad:
         return lval
@@ -869,9 +939,7 @@ def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-10
     ``1 - p_y`` has full relative precision for confident rows.
     """
     _check_reduction(reduction)
-    gamma = _float(gamma, "gamma")
-    if not gamma >= 0:
-        raise ValueError(f"gamma must be >= 0, got {gamma!r}")
+    gamma = _param(gamma, "gamma", 0.0, False)
     x = _as_input(input)
     ax = _class_axis(x, axis)
     dt = x.dtype
@@ -892,9 +960,11 @@ def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-10
         a = np.asarray(alpha)
         _compute_dtype(a.dtype, "alpha")
         if a.ndim == 0:
-            a_scalar = float(a)
+            a_scalar = _param(alpha, "alpha", -np.inf, True)
         elif a.shape == (C,):
             a_vec = a.astype(dt, copy=False)
+            if not np.isfinite(a_vec).all():
+                raise ValueError("alpha must be finite")
         else:
             raise ValueError(
                 f"alpha must be None, a scalar or have shape ({C},), got shape {a.shape}")
@@ -905,39 +975,24 @@ def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-10
         return _lifted(softmax_focal_loss, (x, t),
                        dict(alpha=alpha, gamma=gamma, ignore_index=ignore_index, axis=1),
                        reduction, return_grad, out, grad_out, (), x.shape)
-    y, valid = _check_labels(t, C, ignore_index)
-    yk = np.expand_dims(y, ax)
-    denom = float(y.size if valid is None else np.count_nonzero(valid))
-    zero_mean = reduction == "mean" and denom == 0
-    m, z, e, S1, L = _softmax_rows(x, ax)
-    del z
-    u, py, pm1, S = _label_terms(x, m, yk, S1, L, ax)          # per row, float64
+    r = _label_log_softmax(x, t, ax, C, ignore_index)
+    y, vk, e, u, py, pm1, S = r.y, r.vk, r.e, r.u, r.py, r.pm1, r.S
+    denom = float(r.n_valid)
     q = np.negative(pm1)                                       # 1 - p_y, accurate
     qg = np.power(q, gamma) if gamma != 0 else np.ones_like(q)  # (1 - p_y)^gamma
     if a_vec is not None:
         a = np.expand_dims(a_vec[y], ax).astype(np.float64)
     else:
         a = np.full(u.shape, 1.0 if a_scalar is None else a_scalar)
-    vk = None if valid is None else np.expand_dims(valid, ax)
     if vk is not None:
         a[~vk] = 0.0
     # loss = a (1 - p_y)^gamma (-log p_y); a zero coefficient gives 0 even if u = inf
     lossk = _zero_coef_times(a * qg, u)
-    lossk[np.isnan(L)] = np.nan
-    if vk is not None:
-        lossk[~vk] = 0.0
-    loss = lossk.reshape(row_shape).astype(dt)
-    if out is not None:
-        np.copyto(out, loss)
-        loss = out
-    lval = dt.type(0.0) if zero_mean else _reduce(loss, reduction, denom, dt, out)
+    lval = _label_row_loss(lossk, r, row_shape, dt, reduction, denom, out)
     if not return_grad:
         return lval
-    if zero_mean:
-        if grad_out is not None:
-            grad_out[...] = 0
-            return lval, grad_out
-        return lval, np.zeros_like(x)
+    if reduction == "mean" and denom == 0:
+        return lval, _zero_grad(x, grad_out)
     # F = q^g (1 + g p_y u / q), with u / q -> 1 at u = 0 and p_y u -> 0 at p_y = 0;
     # grad_j = gs a F (p_j - [j == y])
     F = qg
@@ -953,10 +1008,7 @@ def softmax_focal_loss(input, target, *, alpha=None, gamma=2.0, ignore_index=-10
     A *= gs
     g = _into(e, grad_out)
     g *= (A / S).astype(dt)
-    np.put_along_axis(g, yk, (A * pm1).astype(dt), ax)
-    if vk is not None:
-        np.copyto(g, 0, where=~vk)              # ignored rows: 0 whatever their logits
-    return lval, g
+    return lval, _label_row_grad(g, r, A * pm1, ax, dt)
 
 
 # ---------------------------------------------------------------- regression losses
@@ -987,9 +1039,7 @@ def huber_loss(input, target, *, delta=1.0, reduction="mean", return_grad=False,
     NaN propagates.  ``delta <= 0`` raises ValueError.
     """
     _check_reduction(reduction)
-    delta = _float(delta, "delta")
-    if not delta > 0:
-        raise ValueError(f"delta must be > 0, got {delta!r}")
+    delta = _param(delta, "delta", 0.0, True)
     x = _as_input(input)
     dt = x.dtype
     y = _as_operand(target, dt, "target")
@@ -1039,9 +1089,7 @@ def smooth_l1_loss(input, target, *, beta=1.0, reduction="mean", return_grad=Fal
     ValueError.
     """
     _check_reduction(reduction)
-    beta = _float(beta, "beta")
-    if not beta >= 0:
-        raise ValueError(f"beta must be >= 0, got {beta!r}")
+    beta = _param(beta, "beta", 0.0, False)
     x = _as_input(input)
     dt = x.dtype
     y = _as_operand(target, dt, "target")
@@ -1095,7 +1143,10 @@ def dice_loss(input, target, *, activation=None, include_background=True, square
     include_background : bool
         False drops channel 0 after the activation.  With C = 1 it is ignored with
         MONAI's warning ("single channel prediction, `include_background=False`
-        ignored.") and the channel is kept.
+        ignored.") and the channel is kept.  With activation None or "sigmoid" the
+        dropped channel does not enter the loss: its gradient is exactly 0, also for
+        NaN logits there (MONAI's autograd gives 0 * sigmoid'(NaN) = NaN); with
+        "softmax" it enters the normalisation and NaN propagates as in MONAI.
     squared_pred : bool
         Use ``sum p^2`` and ``sum t^2`` in the denominator.
     jaccard : bool
@@ -1136,8 +1187,8 @@ def dice_loss(input, target, *, activation=None, include_background=True, square
     _check_reduction(reduction)
     if activation not in (None, "sigmoid", "softmax"):
         raise ValueError(f"activation must be None, 'sigmoid' or 'softmax', got {activation!r}")
-    nr = _float(smooth_nr, "smooth_nr")
-    dr = _float(smooth_dr, "smooth_dr")
+    nr = _param(smooth_nr, "smooth_nr", 0.0, False)
+    dr = _param(smooth_dr, "smooth_dr", 0.0, False)
     x = _as_input(input)
     dt = x.dtype
     if x.ndim < 3:
@@ -1187,7 +1238,7 @@ def dice_loss(input, target, *, activation=None, include_background=True, square
             raise ValueError(
                 f"weight must be a scalar or have one entry per kept channel, shape ({K},) "
                 f"(include_background={include_background}), got shape {wa.shape}")
-        if (wa < 0).any():
+        if not (wa >= 0).all():  # NaN too
             raise ValueError("weight values must be >= 0")
         w = wa
     grad_out = _check_grad_out(grad_out, x.shape, dt, return_grad)
@@ -1203,6 +1254,10 @@ def dice_loss(input, target, *, activation=None, include_background=True, square
         if return_grad:
             dp = _sigmoid(x, negate=True)
             dp *= p                               # sigmoid(x) sigmoid(-x)
+            if not include_background and C > 1:
+                # a dropped channel does not enter the loss: its gradient is exactly 0,
+                # also for NaN logits there (MONAI's autograd gives 0 * NaN = NaN)
+                dp[:, :1] = 0
     elif act == "softmax":
         p = np.subtract(x, np.max(x, axis=1, keepdims=True))
         np.exp(p, out=p)

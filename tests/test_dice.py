@@ -282,6 +282,31 @@ def test_dropped_background_gradient(impl, act, rng):
         np.testing.assert_allclose(np.sum(g, axis=1), 0.0, atol=1e-15)
 
 
+@pytest.mark.parametrize("tgt", ["labels", "onehot"])
+@pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a or "none")
+def test_nan_in_the_dropped_background_channel(act, tgt, rng):
+    """Decision (README): channel 0 dropped by include_background=False does not enter the
+    loss with activation None or "sigmoid" (MONAI applies the sigmoid, then drops the
+    channel), so NaN or inf there leaves the loss finite and the gradient of channel 0
+    exactly 0, in fastloss and the reference alike.  (MONAI's autograd gives NaN there:
+    0 * sigmoid'(NaN) -- an artifact, not a value of the derivative.)  With "softmax"
+    channel 0 enters the normalisation: NaN propagates to the whole sample."""
+    x, t, kw = make(rng, act, tgt, "no_bg", (2, 3, 4, 5))
+    x = x.copy()
+    x[0, 0, 1, 2] = np.nan
+    x[1, 0, 0, 0] = np.inf if act is not None else np.nan
+    res = [m.dice_loss(x, t, reduction="none", return_grad=True, **kw)
+           for m in (fastloss, fastloss.reference)]
+    for loss, g in res:
+        if act == "softmax":
+            assert np.isnan(loss[0]).all() and np.isnan(g[0]).all()
+        else:
+            assert np.isfinite(loss).all() and np.isfinite(g).all()
+            assert not np.any(g[:, 0]), g[:, 0]
+    assert_close(res[0][0], res[1][0], rtol=RTOL64)
+    assert_close(res[0][1], res[1][1], rtol=RTOL64, atol=1e-15)
+
+
 @pytest.mark.parametrize("impl", implementations())
 @pytest.mark.parametrize("act", ACTIVATIONS, ids=lambda a: a or "none")
 def test_one_channel_matches_monai(impl, act, rng):
