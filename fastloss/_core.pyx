@@ -847,7 +847,8 @@ cdef inline bint _overlaps(cnp.ndarray a, cnp.ndarray b):
 cdef object _ce_small(cnp.ndarray x, cnp.ndarray t, int64_t ign, str red, bint return_grad,
                       object grad_out):
     """cross_entropy for the online-scoring call: (N, C) float32/float64 logits and (N,)
-    int64 labels, both C-contiguous and native, no weight or smoothing, one thread.  The
+    int64 labels, both C-contiguous and native, no weight or smoothing, at most one block
+    of the general path (so one thread whatever n_threads says).  The
     same kernels and the same results as the general path, without its generic
     validation machinery (a (32, 10) call: ~1 us instead of ~3).  Returns None whenever
     anything is unusual -- the general path then handles (or rejects) the call."""
@@ -860,7 +861,9 @@ cdef object _ce_small(cnp.ndarray x, cnp.ndarray t, int64_t ign, str red, bint r
         return None
     cdef cnp.npy_intp *dims = cnp.PyArray_DIMS(x)
     cdef int64_t N = dims[0], C = dims[1]
-    if C == 0 or cnp.PyArray_DIMS(t)[0] != N or N * C >= PARALLEL_THRESHOLD:
+    # one block of the general path (_rowwise), so the kernel sums in the same order: the
+    # same bits as the general path, for every n_threads
+    if C == 0 or cnp.PyArray_DIMS(t)[0] != N or N > max(1, BLOCK_ELEMENTS // C):
         return None
     cdef bint none = red == "none"
     if not none and red != "mean" and red != "sum":
@@ -944,7 +947,8 @@ def cross_entropy(input, target, *, weight=None, ignore_index=-100, label_smooth
     that is not ``ignore_index`` raises IndexError.
     """
     if type(input) is np.ndarray and type(target) is np.ndarray and weight is None \
-            and out is None and n_threads is None and type(axis) is int \
+            and out is None and (n_threads is None or (type(n_threads) is int and n_threads >= 1)) \
+            and type(axis) is int \
             and (axis == 1 or axis == -1) and type(ignore_index) is int \
             and -(2**63) <= ignore_index < 2**63 and type(reduction) is str \
             and type(label_smoothing) in (float, int) and label_smoothing == 0:

@@ -368,17 +368,24 @@ def test_mean_is_sum_over_weighted_count():
 # ------------------------------------------------------------------ small-call path
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("shape", [(32, 10), (1, 1), (3, 1000), (257, 3)])
+@pytest.mark.parametrize("shape", [(32, 10), (1, 1), (3, 1000), (257, 3), (65, 1024),
+                                   (6554, 10), (65536, 1), (65537, 1)])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_small_call_path_matches_general_path_bitwise(dtype, shape, reduction, rng):
-    """(N, C) + int64 labels with default options takes a shortcut (_ce_small); n_threads=1
-    forces the general path: both must give the same bits, and the shortcut must fall
-    back for every option it does not handle."""
+    """(N, C) + int64 labels with default options takes a shortcut (_ce_small) when the
+    general path would run one block; weight=ones forces the general path: both must give
+    the same bits (also just past the one-block size, where the shortcut steps aside),
+    and the shortcut must fall back for every option it does not handle."""
     x = (rng.standard_normal(shape) * 5).astype(dtype)
     t = rng.integers(0, shape[1], shape[0])
     t[::4] = -100  # ignored
     fast = fastloss.cross_entropy(x, t, reduction=reduction, return_grad=True)
-    slow = fastloss.cross_entropy(x, t, reduction=reduction, return_grad=True, n_threads=1)
+    # weight=ones forces the general path (same kernel with a weight vector of ones)
+    slow = fastloss.cross_entropy(x, t, reduction=reduction, return_grad=True, n_threads=1,
+                                  weight=np.ones(shape[1], dtype))
+    assert fastloss.cross_entropy(x, t, reduction=reduction, n_threads=2) == \
+        fastloss.cross_entropy(x, t, reduction=reduction, n_threads=1) if reduction != "none" \
+        else True
     for a, b in zip(fast, slow):
         assert np.asarray(a).dtype == np.asarray(b).dtype and np.shape(a) == np.shape(b)
         np.testing.assert_array_equal(a, b)
