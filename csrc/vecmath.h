@@ -678,7 +678,7 @@ FL__COLD fl_v_f32 fl__log_slow_f32(fl_v_f32 x)
 FL__INLINE fl_v_f32 fl_log_u1_f32(fl_v_f32 x)
 {
     fl_vi_f32 ix = FL__I32(x);
-    if (FL__UNLIKELY(fl_any_f32(FL__U32(ix - 0x00800000) >= 0x7f000000u)))
+    if (FL__UNLIKELY(fl_any_f32(FL__U32(ix) - 0x00800000u >= 0x7f000000u))) /* unsigned: wraps */
         return fl__log_slow_f32(x);
     return fl__logf_core(ix, fl__set1_i32(0));
 }
@@ -1065,7 +1065,7 @@ FL__COLD fl_v_f64 fl__log_slow_f64(fl_v_f64 x)
 /* log(x), float64.  Max error 1 ulp.  Specials as fl_log_u1_f32. */
 FL__INLINE fl_v_f64 fl_log_u1_f64(fl_v_f64 x)
 {
-    if (FL__UNLIKELY(fl__any_hi32(FL__U32(FL__I32(x) - 0x00100000) >= 0x7fe00000u)))
+    if (FL__UNLIKELY(fl__any_hi32(FL__U32(x) - 0x00100000u >= 0x7fe00000u))) /* unsigned: wraps */
         return fl__log_slow_f64(x);
     return fl__log_core_f64(FL__I64(x), fl__set1_i64(0));
 }
