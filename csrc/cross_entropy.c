@@ -846,7 +846,7 @@ FL_CE_NOINLINE double FL(ce_rows)(const FL(ce_call) *k, int64_t outer, int64_t C
     void *heap = NULL;
     int nt = 0;
     real *const grad_out = k->grad_out;
-    if (grad_out) {
+    if (grad_out && outer > 0) { /* no rows: nothing to size by C */
         if (G * row <= FL_CE_SCRATCH_BYTES) {
             scr = stackbuf;
         } else {

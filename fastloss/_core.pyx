@@ -863,7 +863,7 @@ cdef object _ce_small(cnp.ndarray x, cnp.ndarray t, int64_t ign, str red, bint r
     cdef int64_t N = dims[0], C = dims[1]
     # one block of the general path (_rowwise), so the kernel sums in the same order: the
     # same bits as the general path, for every n_threads
-    if C == 0 or cnp.PyArray_DIMS(t)[0] != N or N > max(1, BLOCK_ELEMENTS // C):
+    if N == 0 or C == 0 or cnp.PyArray_DIMS(t)[0] != N or N > max(1, BLOCK_ELEMENTS // C):
         return None
     cdef bint none = red == "none"
     if not none and red != "mean" and red != "sum":
