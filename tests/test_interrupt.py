@@ -279,6 +279,8 @@ def test_fork_during_a_parallel_call_does_not_deadlock():
     env["PYTHONPATH"] = os.pathsep.join(
         [os.path.dirname(os.path.dirname(fastloss.__file__))]
         + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    # cwd = tests/: `python -c` puts the cwd first on sys.path, and a source checkout's
+    # fastloss/ must not shadow the package under test
     res = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
-                         timeout=120, env=env)
+                         timeout=120, env=env, cwd=os.path.dirname(os.path.abspath(__file__)))
     assert res.returncode == 0 and res.stdout.strip() == "ok", (res.stdout, res.stderr)

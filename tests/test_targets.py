@@ -35,11 +35,18 @@ def _env(target):
     env = dict(os.environ)
     env["FASTLOSS_TARGET"] = target
     env["FASTLOSS_TARGET_SUBRUN"] = "1"
+    # the fastloss this process imported (installed or built in place), first on the path
+    env["PYTHONPATH"] = os.pathsep.join(
+        [os.path.dirname(os.path.dirname(os.path.abspath(fastloss.__file__)))]
+        + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     return env
 
 
 def _run(args, target, timeout):
-    return subprocess.run([sys.executable, *args], env=_env(target), cwd=os.path.dirname(HERE),
+    # cwd = tests/: `python -c` / `-m` put the cwd first on sys.path, and the source tree's
+    # fastloss/ (no compiled extensions when the package is pip-installed) must not shadow
+    # the installed one
+    return subprocess.run([sys.executable, *args], env=_env(target), cwd=HERE,
                           capture_output=True, text=True, timeout=timeout)
 
 
