@@ -718,7 +718,8 @@ def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=N
     cancellation for targets in [0, 1]: e.g. x = -40, y = 0 gives 4.25e-18 where torch's
     form returns 0 (torch is only accurate to ~1e-16 * |x| absolute there).  Infinite
     logits give the limits (x = -inf, y = 0 and x = +inf, y = 1: loss 0, where torch's
-    form gives NaN); gradients there are the exact limits as in torch.
+    form gives NaN; a zero weight times an infinite term is 0, torch: NaN); gradients
+    there are the exact limits as in torch.
     """
     _check_reduction(reduction)
     x = _as_input(input)
@@ -751,7 +752,11 @@ def binary_cross_entropy_with_logits(input, target, *, weight=None, pos_weight=N
         loss = np.add(spp, spn, out=spp if out is None else out)
     else:
         spp += spn
+        # a zero weight times an infinite (x = +-inf) term is 0, its limit, as the kernels
+        zero_inf = inf & np.isinf(spp) & (np.broadcast_to(w, x.shape) == 0) if inf.any() else None
         loss = np.multiply(spp, w, out=spp if out is None else out)
+        if zero_inf is not None:
+            np.copyto(loss, 0, where=zero_inf)
     lval = _reduce(loss, reduction, float(x.size), dt, out)
     if not return_grad:
         return lval

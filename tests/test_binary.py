@@ -269,3 +269,18 @@ def test_logits_every_order_of_magnitude(dtype):
     soft = ~hard
     assert_ulp_close(loss[soft], eloss[soft], 4, scale=np.abs(x[soft]) + 1)
     assert_ulp_close(grad[soft], egrad[soft], 4, scale=1.0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_zero_weight_times_infinite_logit_is_zero_in_package_and_reference(dtype):
+    """Found by hypothesis in CI: weight 0 at x = +-inf with a soft label.  The term is
+    inf there, and its weighted limit is 0 (torch: 0 * inf = NaN)."""
+    x = np.array([np.inf, -np.inf, np.inf, 1.0], dtype)
+    y = np.array([0.968, 0.25, 0.968, 0.5], dtype)
+    w = np.array([0.0, 0.0, 2.0, 0.0], dtype)
+    for mod in (fastloss, ref):
+        loss, grad = mod.binary_cross_entropy_with_logits(x, y, weight=w, reduction="none",
+                                                          return_grad=True)
+        assert loss[0] == 0 and loss[1] == 0 and loss[3] == 0, (mod.__name__, loss)
+        assert loss[2] == np.inf, (mod.__name__, loss)  # 2 * (1 - y) * inf
+        assert np.all(grad[[0, 1, 3]] == 0), (mod.__name__, grad)
