@@ -119,13 +119,23 @@ def _check_no_leak(case, n_calls, warmup=1000):
         f"{case}: Python-level memory grew by {grown} bytes over {n_traced} calls "
         f"({grown / n_traced:.1f} bytes per call)")
 
+    # Resident memory over n_calls calls.  The allocator can take a one-off step (a new
+    # glibc arena or heap top for a pool thread, seen once in ~20 full runs here) that is
+    # no leak: when the first window grows by 1 MB or more, a second window of the same
+    # calls must not -- a leak grows in every window.
     gc.collect()
     rss0 = rss_bytes()
     _run(calls, pool_call, n_calls)
     gc.collect()
     rss1 = rss_bytes()
+    if rss1 - rss0 >= MB:
+        rss0 = rss1
+        _run(calls, pool_call, n_calls)
+        gc.collect()
+        rss1 = rss_bytes()
     assert rss1 - rss0 < MB, (
-        f"{case}: resident memory grew by {(rss1 - rss0) / 1024:.0f} KiB over {n_calls} calls")
+        f"{case}: resident memory grew by {(rss1 - rss0) / 1024:.0f} KiB over {n_calls} "
+        f"calls, twice in a row")
     assert [sys.getrefcount(o) for o in keep] == refs, (
         f"{case}: reference counts of the arguments changed: {refs} -> "
         f"{[sys.getrefcount(o) for o in keep]}")
