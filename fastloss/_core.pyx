@@ -241,6 +241,12 @@ cdef enum:
     PARALLEL_THRESHOLD = 262144
     STREAM_MIN_BYTES = 8 << 20     # element-wise inputs this large use streaming blocks
     STREAM_BLOCK_BYTES = 1 << 20   # = FL_EW_NT_MIN_BYTES in csrc/elementwise.h
+    # softmax losses on the row engine (inner == 1, C > FL_CE_TRANSPOSE_MAX): inputs of
+    # STREAM_MIN_BYTES or more go in blocks of at least this many bytes of logits, which
+    # the kernel's gradient streaming needs (= FL_CE_NT_MIN_BYTES in cross_entropy.c);
+    # 65536-element blocks there ran 1.6x slower (regular stores, no overlap)
+    CE_ROW_ENGINE_MIN_C = 33
+    CE_STREAM_BLOCK_BYTES = 4 << 20
 
 cdef int _max_threads = 0  # set_num_threads(); 0 = all cores
 
@@ -817,6 +823,10 @@ cdef object _rowwise(RowKind kind, object x, object t, object w, object dt, int6
     j.C = C
     j.inner = inner
     j.block = max(1, BLOCK_ELEMENTS // max(1, C * inner))
+    cdef int64_t row_bytes = C * <int64_t>dt.itemsize
+    if inner == 1 and C >= CE_ROW_ENGINE_MIN_C and outer * row_bytes >= STREAM_MIN_BYTES:
+        # depends on the shape only, never on the thread count (same bits for any)
+        j.block = max(j.block, (CE_STREAM_BLOCK_BYTES + row_bytes - 1) // row_bytes)
     if j.block >= outer:
         j.block = max(outer, 1)
     j.x = <const char *>_ptr(x)
