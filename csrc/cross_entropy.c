@@ -485,21 +485,10 @@ static void fl_ce_finish(fl_ce_grp *g, int64_t n, const fl_ce_par *P)
 /* a real vector as CE_NH double vectors (lanes in order) */
 FL_CE_INLINE void FL(ce_widen)(RV v, fl_v_f64 out[CE_NH])
 {
-#if !defined(FL_REAL_F32)
-    out[0] = v;
-#elif defined(__AVX512F__) && FL_VEC_BYTES == 64
-    out[0] = (fl_v_f64)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
-    out[1] = (fl_v_f64)_mm512_cvtps_pd(
-        _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd((__m512)v), 1)));
-#elif defined(__AVX__) && FL_VEC_BYTES == 32
-    out[0] = (fl_v_f64)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
-    out[1] = (fl_v_f64)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
-#elif defined(__SSE2__) && FL_VEC_BYTES == 16
-    out[0] = (fl_v_f64)_mm_cvtps_pd((__m128)v);
-    out[1] = (fl_v_f64)_mm_cvtps_pd(_mm_movehl_ps((__m128)v, (__m128)v));
+#if defined(FL_REAL_F32)
+    fl_widen_f32(v, out);
 #else
-    for (int h = 0; h < 2; h++)
-        for (int k = 0; k < FL_CE_DW; k++) out[h][k] = (double)v[h * FL_CE_DW + k];
+    out[0] = v;
 #endif
 }
 

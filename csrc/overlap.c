@@ -209,46 +209,10 @@ static double fl_dice_finish(const fl_dice_sums *s, double w, int squared, int j
     return f;
 }
 
-/* float32 <-> double lanes: v's lanes [0, RL/2) go to w[0], [RL/2, RL) to w[1]. */
-FL_DICE_INLINE void fl_dice_wide_f32(fl_v_f32 v, fl_v_f64 w[2])
-{
-#if defined(__AVX512F__) && FL_VEC_BYTES == 64
-    w[0] = (fl_v_f64)_mm512_cvtps_pd(_mm512_castps512_ps256((__m512)v));
-    w[1] = (fl_v_f64)_mm512_cvtps_pd(_mm512_extractf32x8_ps((__m512)v, 1));
-#elif defined(__AVX2__) && FL_VEC_BYTES == 32
-    w[0] = (fl_v_f64)_mm256_cvtps_pd(_mm256_castps256_ps128((__m256)v));
-    w[1] = (fl_v_f64)_mm256_cvtps_pd(_mm256_extractf128_ps((__m256)v, 1));
-#elif defined(__SSE2__) && FL_VEC_BYTES == 16
-    w[0] = (fl_v_f64)_mm_cvtps_pd((__m128)v);
-    w[1] = (fl_v_f64)_mm_cvtps_pd(_mm_movehl_ps((__m128)v, (__m128)v));
-#else
-    for (int i = 0; i < fl_lanes_f64; i++) {
-        w[0][i] = (double)v[i];
-        w[1][i] = (double)v[i + fl_lanes_f64];
-    }
-#endif
-}
-
-FL_DICE_INLINE fl_v_f32 fl_dice_narrow_f32(const fl_v_f64 w[2])
-{
-#if defined(__AVX512F__) && FL_VEC_BYTES == 64
-    return (fl_v_f32)_mm512_insertf32x8(
-        _mm512_castps256_ps512(_mm512_cvtpd_ps((__m512d)w[0])), _mm512_cvtpd_ps((__m512d)w[1]), 1);
-#elif defined(__AVX2__) && FL_VEC_BYTES == 32
-    return (fl_v_f32)_mm256_insertf128_ps(
-        _mm256_castps128_ps256(_mm256_cvtpd_ps((__m256d)w[0])), _mm256_cvtpd_ps((__m256d)w[1]), 1);
-#elif defined(__SSE2__) && FL_VEC_BYTES == 16
-    return (fl_v_f32)_mm_movelh_ps(_mm_cvtpd_ps((__m128d)w[0]), _mm_cvtpd_ps((__m128d)w[1]));
-#else
-    fl_v_f32 v;
-    for (int i = 0; i < fl_lanes_f64; i++) {
-        v[i] = (float)w[0][i];
-        v[i + fl_lanes_f64] = (float)w[1][i];
-    }
-    return v;
-#endif
-}
-
+/* float32 <-> double lanes, as the template needs them (vecmath's conversions): v's lanes
+ * [0, RL/2) go to w[0], [RL/2, RL) to w[1]; float64 is one vector as is. */
+FL_DICE_INLINE void fl_dice_wide_f32(fl_v_f32 v, fl_v_f64 w[2]) { fl_widen_f32(v, w); }
+FL_DICE_INLINE fl_v_f32 fl_dice_narrow_f32(const fl_v_f64 w[2]) { return fl_narrow_f64(w[0], w[1]); }
 FL_DICE_INLINE void fl_dice_wide_f64(fl_v_f64 v, fl_v_f64 w[1]) { w[0] = v; }
 FL_DICE_INLINE fl_v_f64 fl_dice_narrow_f64(const fl_v_f64 w[1]) { return w[0]; }
 
