@@ -14,8 +14,9 @@
  *   - invalid arguments: returns -3, writes nothing, *err_index = -1;
  *   - a label outside [0, C): returns -1, *err_index = the first such flat index b * S + s,
  *     and writes nothing ("labels are all checked before any output is written");
- *   - valid input: returns 0; a NaN in x or t at a kept class (any class with softmax,
- *     which couples them) makes that sample's (or, with batch, that class's) f NaN;
+ *   - valid input: returns 0; a NaN in x or t at a kept class makes that sample's (or,
+ *     with batch, that class's) f NaN, and with softmax (which couples the classes' p, not
+ *     their targets) a NaN in x makes every kept class's f NaN;
  *   - one output only, or grad_out == x: the same bits;
  *   - without batch, a sample recomputed alone (B = 1) gives bitwise the same f and
  *     gradient (overlap.c: results depend only on the target's lane count);
@@ -215,13 +216,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             for (int64_t c = 0; c < C; c++)
                 for (int64_t s = 0; s < S; s++) {
                     const size_t k = (size_t)((b * C + c) * S + s);
-                    const int nan_here = isnan(fz_get(x, o.f32, k)) || (t && isnan(fz_get(t, o.f32, k)));
-                    if (!nan_here) continue;
+                    const int x_nan = isnan(fz_get(x, o.f32, k));
+                    if (!x_nan && !(t && isnan(fz_get(t, o.f32, k)))) continue;
                     for (int64_t cc = o.c0; cc < C; cc++) {
-                        if (o.act != FL_ACT_SOFTMAX && cc != c) continue;
+                        /* softmax couples the classes' p (x), not their targets t */
+                        if (cc != c && !(o.act == FL_ACT_SOFTMAX && x_nan)) continue;
                         const int64_t fi = o.batch ? cc - o.c0 : b * K + (cc - o.c0);
-                        FZ_CHECK(isnan(f[fi]), "NaN input at (b=%lld, c=%lld, s=%lld) but f[%lld] = %.17g",
-                                 (long long)b, (long long)c, (long long)s, (long long)fi, f[fi]);
+                        FZ_CHECK(isnan(f[fi]), "NaN %s at (b=%lld, c=%lld, s=%lld) but f[%lld] = %.17g",
+                                 isnan(fz_get(x, o.f32, k)) ? "x" : "t", (long long)b,
+                                 (long long)c, (long long)s, (long long)fi, f[fi]);
                     }
                 }
 
