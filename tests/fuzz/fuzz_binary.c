@@ -215,7 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
 
     void *bl = NULL, *bg = NULL;
-    char ctx[160];
+    static char ctx[160]; /* (static: fz_context outlives this call) */
     for (int t = 0; t < FZ_N_TARGETS; t++) {
         if (!fz_enabled[t]) continue;
         snprintf(ctx, sizeof ctx,
@@ -226,7 +226,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                  (long long)a.pw_inner, (long long)a.pw_len, a.alpha, a.gamma, a.gs,
                  fz_target_name[t]);
         fz_context = ctx;
-        void *loss = fz_alloc((size_t)n, es, off[2]), *grad = fz_alloc((size_t)n, es, off[3]);
+        void *loss = fz_alloc_out((size_t)n, es, off[2]), *grad = fz_alloc_out((size_t)n, es, off[3]);
         int64_t err;
         const double ret = call(&a, t, x, loss, grad, &err);
         fz_expect_unchanged("input x", x, x0, (size_t)n * es);
@@ -289,14 +289,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t modes = fz_u8(&in);
         int64_t err2;
         if (modes & 1) {
-            void *l2 = fz_alloc((size_t)n, es, off[2]);
+            void *l2 = fz_alloc_out((size_t)n, es, off[2]);
             const double r2 = call(&a, t, x, l2, NULL, &err2);
             FZ_CHECK(fz_same_f64(r2, ret), "loss only: returned %.17g, with both outputs %.17g", r2, ret);
             FZ_CHECK(err2 == err, "loss only: err_index %lld vs %lld", (long long)err2, (long long)err);
             fz_expect_same("loss only: loss_out", l2, loss, (size_t)n, a.f32);
         }
         if (modes & 2) {
-            void *g2 = fz_alloc((size_t)n, es, off[3]);
+            void *g2 = fz_alloc_out((size_t)n, es, off[3]);
             const double r2 = call(&a, t, x, NULL, g2, &err2);
             FZ_CHECK(fz_same_f64(r2, ret), "grad only: returned %.17g, with both outputs %.17g", r2, ret);
             FZ_CHECK(err2 == err, "grad only: err_index %lld vs %lld", (long long)err2, (long long)err);
@@ -308,7 +308,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FZ_CHECK(err2 == err, "no output: err_index %lld vs %lld", (long long)err2, (long long)err);
         }
         if (modes & 8) {
-            void *xa = fz_dup(x, (size_t)n, es, off[0]), *l2 = fz_alloc((size_t)n, es, off[2]);
+            void *xa = fz_dup(x, (size_t)n, es, off[0]), *l2 = fz_alloc_out((size_t)n, es, off[2]);
             const double r2 = call(&a, t, xa, l2, xa, &err2);
             FZ_CHECK(fz_same_f64(r2, ret), "grad_out == x: returned %.17g, separate %.17g", r2, ret);
             fz_expect_same("grad_out == x: grad", xa, grad, (size_t)n, a.f32);

@@ -198,7 +198,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         for (int64_t i = 0; i < ns && want_err < 0; i++)
             if (labels[i] != a.ignore_index && (labels[i] < 0 || labels[i] >= C)) want_err = i;
 
-    char ctx[200];
+    static char ctx[200]; /* (static: fz_context outlives this call) */
     snprintf(ctx, sizeof ctx,
              "%s %s %s outer=%lld C=%lld inner=%lld ignore=%lld w=%d eps=%.17g gamma=%.17g gs=%.17g",
              kname[a.kernel], a.f32 ? "f32" : "f64", tame ? "tame" : "wild", (long long)outer,
@@ -230,12 +230,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
 
     void *bl = NULL, *bg = NULL;
-    char ctx2[260];
+    static char ctx2[260]; /* (static: fz_context outlives this call) */
     for (int tg = 0; tg < FZ_N_TARGETS; tg++) {
         if (!fz_enabled[tg]) continue;
         snprintf(ctx2, sizeof ctx2, "%s target=%s", ctx, fz_target_name[tg]);
         fz_context = ctx2;
-        void *loss = fz_alloc((size_t)ns, es, off[4]), *grad = fz_alloc((size_t)nx, es, off[5]);
+        void *loss = fz_alloc_out((size_t)ns, es, off[4]), *grad = fz_alloc_out((size_t)nx, es, off[5]);
         int64_t err;
         const double ret = call(&a, tg, outer, inner, x, labels, t, loss, grad, &err);
         fz_expect_unchanged("input x", x, x0, (size_t)nx * es);
@@ -332,13 +332,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t modes = fz_u8(&in);
         int64_t err2;
         if (modes & 1) {
-            void *l2 = fz_alloc((size_t)ns, es, off[4]);
+            void *l2 = fz_alloc_out((size_t)ns, es, off[4]);
             const double r2 = call(&a, tg, outer, inner, x, labels, t, l2, NULL, &err2);
             FZ_CHECK(fz_same_f64(r2, ret), "loss only: returned %.17g, with both outputs %.17g", r2, ret);
             fz_expect_same("loss only: loss_out", l2, loss, (size_t)ns, a.f32);
         }
         if (modes & 2) {
-            void *g2 = fz_alloc((size_t)nx, es, off[5]);
+            void *g2 = fz_alloc_out((size_t)nx, es, off[5]);
             const double r2 = call(&a, tg, outer, inner, x, labels, t, NULL, g2, &err2);
             FZ_CHECK(fz_same_f64(r2, ret), "grad only: returned %.17g, with both outputs %.17g", r2, ret);
             fz_expect_same("grad only: grad_out", g2, grad, (size_t)nx, a.f32);
@@ -348,7 +348,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FZ_CHECK(fz_same_f64(r2, ret), "no output: returned %.17g, with both outputs %.17g", r2, ret);
         }
         if (modes & 8) {
-            void *xa = fz_dup(x, (size_t)nx, es, off[2]), *l2 = fz_alloc((size_t)ns, es, off[4]);
+            void *xa = fz_dup(x, (size_t)nx, es, off[2]), *l2 = fz_alloc_out((size_t)ns, es, off[4]);
             const double r2 = call(&a, tg, outer, inner, xa, labels, t, l2, xa, &err2);
             FZ_CHECK(fz_same_f64(r2, ret), "grad_out == x: returned %.17g, separate %.17g", r2, ret);
             fz_expect_same("grad_out == x: grad", xa, grad, (size_t)nx, a.f32);
@@ -359,14 +359,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const int nsingle = ns > 0 && C > 0 ? (int)(modes >> 4) % 5 : 0;
         for (int k = 0; k < nsingle && fz_nbufs < FZ_MAX_BUFS - 8; k++) {
             const int64_t i = (int64_t)(fz_u32(&in) % (uint64_t)ns), o = i / inner, s = i % inner;
-            void *xr = fz_alloc((size_t)C, es, off[6]), *gr = fz_alloc((size_t)C, es, off[7]);
+            void *xr = fz_alloc((size_t)C, es, off[6]), *gr = fz_alloc_out((size_t)C, es, off[7]);
             void *tr = t ? fz_alloc((size_t)C, es, off[3]) : NULL;
             for (int64_t c = 0; c < C; c++) {
                 const size_t src = (size_t)((o * C + c) * inner + s);
                 fz_set(xr, a.f32, (size_t)c, fz_get(x, a.f32, src));
                 if (t) fz_set(tr, a.f32, (size_t)c, fz_get(t, a.f32, src));
             }
-            void *lr = fz_alloc(1, es, 0);
+            void *lr = fz_alloc_out(1, es, 0);
             const double r1 = call(&a, tg, 1, 1, xr, labels + i, tr, lr, gr, &err2);
             const double lb = fz_get(loss, a.f32, (size_t)i), l1 = fz_get(lr, a.f32, 0);
             FZ_CHECK(fz_same_f64(l1, lb), "sample %lld alone: loss %.17g, in the batch %.17g",

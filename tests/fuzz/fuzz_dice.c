@@ -106,7 +106,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     o.w = w;
 
-    char ctx[240];
+    static char ctx[240]; /* (static: fz_context outlives this call) */
     snprintf(ctx, sizeof ctx,
              "dice %s %s B=%lld C=%lld S=%lld %s act=%d c0=%lld sq=%d jac=%d batch=%d w=%d "
              "snr=%.17g sdr=%.17g gs=%.17g",
@@ -188,14 +188,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const int64_t nf = o.batch ? K : B * K; /* f values */
     double *fb = NULL;
     void *gb = NULL;
-    char ctx2[300];
+    static char ctx2[300]; /* (static: fz_context outlives this call) */
     for (int tg = 0; tg < FZ_N_TARGETS; tg++) {
         if (!fz_enabled[tg]) continue;
         snprintf(ctx2, sizeof ctx2, "%s target=%s", ctx, fz_target_name[tg]);
         fz_context = ctx2;
-        double *f = (double *)fz_alloc((size_t)nf, sizeof(double), off[3]);
-        void *g = fz_alloc((size_t)nx, es, off[4]);
-        const void *fs = fz_dup(f, (size_t)nf, sizeof(double), 0), *gs0 = fz_dup(g, (size_t)nx, es, 0);
+        /* (a bad label: the outputs must keep their contents, so they get some) */
+        double *f = (double *)(want_err >= 0 ? fz_alloc : fz_alloc_out)((size_t)nf, sizeof(double), off[3]);
+        void *g = (want_err >= 0 ? fz_alloc : fz_alloc_out)((size_t)nx, es, off[4]);
+        const void *fs = want_err >= 0 ? fz_dup(f, (size_t)nf, sizeof(double), 0) : NULL;
+        const void *gs0 = want_err >= 0 ? fz_dup(g, (size_t)nx, es, 0) : NULL;
         int64_t err;
         const int r = call(&o, tg, B, C, S, x, t, labels, f, g, &err);
         fz_expect_unchanged("input x", x, x0, (size_t)nx * es);
@@ -257,18 +259,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         const uint8_t modes = fz_u8(&in);
         int64_t err2;
         if (modes & 1) {
-            double *f2 = (double *)fz_alloc((size_t)nf, sizeof(double), off[3]);
+            double *f2 = (double *)fz_alloc_out((size_t)nf, sizeof(double), off[3]);
             FZ_CHECK(call(&o, tg, B, C, S, x, t, labels, f2, NULL, &err2) == 0, "f only: failed");
             fz_expect_same("f only: f_out", f2, f, (size_t)nf, 0);
         }
         if (modes & 2) {
-            void *g2 = fz_alloc((size_t)nx, es, off[4]);
+            void *g2 = fz_alloc_out((size_t)nx, es, off[4]);
             FZ_CHECK(call(&o, tg, B, C, S, x, t, labels, NULL, g2, &err2) == 0, "grad only: failed");
             fz_expect_same("grad only: grad_out", g2, g, (size_t)nx, o.f32);
         }
         if (modes & 4) {
             void *xa = fz_dup(x, (size_t)nx, es, off[1]);
-            double *f2 = (double *)fz_alloc((size_t)nf, sizeof(double), off[3]);
+            double *f2 = (double *)fz_alloc_out((size_t)nf, sizeof(double), off[3]);
             FZ_CHECK(call(&o, tg, B, C, S, xa, t, labels, f2, xa, &err2) == 0, "grad_out == x: failed");
             fz_expect_same("grad_out == x: grad", xa, g, (size_t)nx, o.f32);
             fz_expect_same("grad_out == x: f", f2, f, (size_t)nf, 0);
@@ -278,8 +280,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             void *xs = fz_dup((const char *)x + (size_t)(b * C * S) * es, (size_t)(C * S), es, off[5]);
             void *ts = t ? fz_dup((const char *)t + (size_t)(b * C * S) * es, (size_t)(C * S), es, off[6]) : NULL;
             int64_t *ls = labels ? (int64_t *)fz_dup(labels + b * S, (size_t)S, sizeof(int64_t), off[6]) : NULL;
-            double *f1 = (double *)fz_alloc((size_t)K, sizeof(double), off[3]);
-            void *g1 = fz_alloc((size_t)(C * S), es, off[7]);
+            double *f1 = (double *)fz_alloc_out((size_t)K, sizeof(double), off[3]);
+            void *g1 = fz_alloc_out((size_t)(C * S), es, off[7]);
             FZ_CHECK(call(&o, tg, 1, C, S, xs, ts, ls, f1, g1, &err2) == 0, "sample alone: failed");
             char what[64];
             snprintf(what, sizeof what, "sample %lld alone: f", (long long)b);

@@ -87,12 +87,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     double bret = 0.0;
     for (int t = 0; t < FZ_N_TARGETS; t++) {
         if (!fz_enabled[t]) continue;
-        char ctx[96];
+        static char ctx[96]; /* (static: fz_context outlives this call) */
         snprintf(ctx, sizeof ctx, "%s %s n=%lld param=%.17g gs=%.17g target=%s",
                  kernel ? "smooth_l1" : "huber", f32 ? "f32" : "f64", (long long)n, param, gs,
                  fz_target_name[t]);
         fz_context = ctx;
-        void *loss = fz_alloc((size_t)n, es, ol), *grad = fz_alloc((size_t)n, es, og);
+        void *loss = fz_alloc_out((size_t)n, es, ol), *grad = fz_alloc_out((size_t)n, es, og);
         const double ret = call(kernel, t, f32, n, x, y, param, loss, grad, gs);
         fz_expect_unchanged("input x", x, x0, (size_t)n * es);
         fz_expect_unchanged("input y", y, y0, (size_t)n * es);
@@ -128,13 +128,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* one or no output: same return value, same bits */
         const uint8_t modes = fz_u8(&in);
         if (modes & 1) {
-            void *l2 = fz_alloc((size_t)n, es, ol);
+            void *l2 = fz_alloc_out((size_t)n, es, ol);
             const double r2 = call(kernel, t, f32, n, x, y, param, l2, NULL, gs);
             FZ_CHECK(fz_same_f64(r2, ret), "loss only: returned %.17g, with both outputs %.17g", r2, ret);
             fz_expect_same("loss only: loss_out", l2, loss, (size_t)n, f32);
         }
         if (modes & 2) {
-            void *g2 = fz_alloc((size_t)n, es, og);
+            void *g2 = fz_alloc_out((size_t)n, es, og);
             const double r2 = call(kernel, t, f32, n, x, y, param, NULL, g2, gs);
             FZ_CHECK(fz_same_f64(r2, ret), "grad only: returned %.17g, with both outputs %.17g", r2, ret);
             fz_expect_same("grad only: grad_out", g2, grad, (size_t)n, f32);
@@ -144,7 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             FZ_CHECK(fz_same_f64(r2, ret), "no output: returned %.17g, with both outputs %.17g", r2, ret);
         }
         if (modes & 8) { /* grad_out == x */
-            void *xa = fz_dup(x, (size_t)n, es, ox), *l2 = fz_alloc((size_t)n, es, ol);
+            void *xa = fz_dup(x, (size_t)n, es, ox), *l2 = fz_alloc_out((size_t)n, es, ol);
             const double r2 = call(kernel, t, f32, n, xa, y, param, l2, xa, gs);
             FZ_CHECK(fz_same_f64(r2, ret), "grad_out == x: returned %.17g, separate %.17g", r2, ret);
             fz_expect_same("grad_out == x: grad", xa, grad, (size_t)n, f32);
