@@ -234,11 +234,21 @@ cdef tuple _pair(object input, object target, str tname="target"):
 
 # Work is split into blocks fixed by the data's shape, never by the thread count, and the
 # blocks' loss sums are added in block order: every n_threads gives the same bits.
-# n_threads=None uses one thread below PARALLEL_THRESHOLD elements and all threads above
-# (a thread pool wake-up costs ~10-20 us; this much work takes well over that).
+# n_threads=None uses one thread below PARALLEL_THRESHOLD units of work and all threads
+# above.  A unit is an element of a light kernel (Huber, Dice, softmax rows of more than 32
+# classes: ~0.3-1 ns per element); the logistic kernels (BCE, BCE with logits, sigmoid
+# focal: ~2-3 ns per element) count COST_LOGISTIC units per element and softmax rows of
+# at most 32 classes (~1.8 ns) COST_SHORT_ROWS.  Measured by bench/threshold.py (float32,
+# loss + gradient, 1 vs 2 threads, Sapphire-Rapids-class Xeon, quiet): two threads are at
+# least 1.2x faster from 128K elements on for BCE with logits and focal, 256K for
+# cross-entropy with C = 10, 512K for Huber, Dice and C = 1000, and slower (down to
+# 0.55x: the pool's wake-up) at 128K for the light ones.  The decision depends only on
+# the shape, and results are bitwise the same for any thread count.
 cdef enum:
     BLOCK_ELEMENTS = 65536
-    PARALLEL_THRESHOLD = 262144
+    PARALLEL_THRESHOLD = 524288
+    COST_LOGISTIC = 4
+    COST_SHORT_ROWS = 2
     STREAM_MIN_BYTES = 8 << 20     # element-wise inputs this large use streaming blocks
     STREAM_BLOCK_BYTES = 1 << 20   # = FL_EW_NT_MIN_BYTES in csrc/elementwise.h
     # softmax losses on the row engine (inner == 1, C > FL_CE_TRANSPOSE_MAX): inputs of
@@ -509,7 +519,8 @@ cdef object _elementwise(ElemKind kind, object x, object y, object dt, str red, 
     cdef _Partials parts = _Partials(n_blocks)
     j.sums = parts.sums
     j.errs = parts.errs
-    cdef int threads = _threads(n_threads, n)
+    cdef int threads = _threads(n_threads, n * (1 if kind == K_HUBER or kind == K_SMOOTH_L1
+                                                 else COST_LOGISTIC))
     cdef double total
     _run_blocks(n_blocks, threads, _elem_task, &j)
     total = _sum_partials(j.sums, n_blocks)
@@ -840,7 +851,8 @@ cdef object _rowwise(RowKind kind, object x, object t, object w, object dt, int6
     cdef int64_t n_blocks = (outer + j.block - 1) // j.block
     cdef _Partials parts = _Partials(n_blocks)
     j.sums = parts.sums
-    cdef int threads = _threads(n_threads, outer * C * inner)
+    cdef int threads = _threads(n_threads, outer * C * inner
+                                * (COST_SHORT_ROWS if inner == 1 and C < CE_ROW_ENGINE_MIN_C else 1))
     cdef double total
     _run_blocks(n_blocks, threads, _row_task, &j)
     total = _sum_partials(j.sums, n_blocks)
