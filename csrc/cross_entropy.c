@@ -179,35 +179,6 @@ FL_CE_INLINE double fl_ce_tree_f64(fl_v_f64 v)
     return u.a[0];
 }
 
-/* Copies nbytes from src to dst: non-temporal stores where dst is aligned to the vector
- * size, regular ones at the ends.  Callers fence once at the end (fl_ce_stream_fence). */
-static void fl_ce_stream(void *dst, const void *src, int64_t nbytes)
-{
-    char *d = (char *)dst;
-    const char *s = (const char *)src;
-#if FL_CE_HAVE_NT
-    const int64_t mis = (int64_t)((uintptr_t)d & (FL_VEC_BYTES - 1));
-    int64_t head = mis ? FL_VEC_BYTES - mis : 0;
-    if (head > nbytes) head = nbytes;
-    __builtin_memcpy(d, s, (size_t)head);
-    int64_t i = head;
-    for (; i + FL_VEC_BYTES <= nbytes; i += FL_VEC_BYTES) {
-#if defined(__AVX512F__) && FL_VEC_BYTES == 64
-        _mm512_stream_si512((void *)(d + i), _mm512_loadu_si512((const void *)(s + i)));
-#elif defined(__AVX__) && FL_VEC_BYTES == 32
-        _mm256_stream_si256((__m256i *)(d + i), _mm256_loadu_si256((const __m256i *)(s + i)));
-#else
-        for (int k = 0; k < FL_VEC_BYTES; k += 16)
-            _mm_stream_si128((__m128i *)(d + i + k),
-                             _mm_loadu_si128((const __m128i *)(s + i + k)));
-#endif
-    }
-    __builtin_memcpy(d + i, s + i, (size_t)(nbytes - i));
-#else
-    __builtin_memcpy(d, s, (size_t)nbytes);
-#endif
-}
-
 static void fl_ce_stream_fence(void)
 {
 #if FL_CE_HAVE_NT
@@ -215,11 +186,12 @@ static void fl_ce_stream_fence(void)
 #endif
 }
 
-/* A copy from scratch to the output with non-temporal stores, done one vector at a time
- * (fl_ce_streamer_step) between the arithmetic of the next group's sweep 2, so that the
- * write traffic overlaps with computation instead of stalling in a burst on the
- * write-combining buffers; fl_ce_streamer_rest finishes it.  The destination's unaligned
- * head is copied at the start; dst may be unaligned to the vector size. */
+/* A copy from scratch to the output with non-temporal stores where dst is aligned to the
+ * vector size and regular ones at the ends, either at once (fl_ce_stream) or one vector
+ * at a time (fl_ce_streamer_step) between the arithmetic of the next group's sweep 2, so
+ * that the write traffic overlaps with computation instead of stalling in a burst on the
+ * write-combining buffers; fl_ce_streamer_rest finishes it.  Callers fence once at the
+ * end (fl_ce_stream_fence). */
 typedef struct {
     char *d;
     const char *s;
@@ -238,10 +210,11 @@ static void fl_ce_streamer_start(fl_ce_streamer *st, void *dst, const void *src,
     st->i = head;
 }
 
-static inline __attribute__((always_inline)) void fl_ce_streamer_step(fl_ce_streamer *st)
+/* one aligned vector, if a whole one is left; returns whether it stored one */
+static inline __attribute__((always_inline)) int fl_ce_streamer_step(fl_ce_streamer *st)
 {
 #if FL_CE_HAVE_NT
-    if (st->i + FL_VEC_BYTES > st->n) return;
+    if (st->i + FL_VEC_BYTES > st->n) return 0;
     char *d = st->d + st->i;
     const char *s = st->s + st->i;
 #if defined(__AVX512F__) && FL_VEC_BYTES == 64
@@ -253,15 +226,26 @@ static inline __attribute__((always_inline)) void fl_ce_streamer_step(fl_ce_stre
         _mm_stream_si128((__m128i *)(d + k), _mm_loadu_si128((const __m128i *)(s + k)));
 #endif
     st->i += FL_VEC_BYTES;
+    return 1;
 #else
     (void)st;
+    return 0;
 #endif
 }
 
 static void fl_ce_streamer_rest(fl_ce_streamer *st)
 {
-    if (st->i < st->n) fl_ce_stream(st->d + st->i, st->s + st->i, st->n - st->i);
+    while (fl_ce_streamer_step(st)) {
+    }
+    __builtin_memcpy(st->d + st->i, st->s + st->i, (size_t)(st->n - st->i));
     st->i = st->n;
+}
+
+static void fl_ce_stream(void *dst, const void *src, int64_t nbytes)
+{
+    fl_ce_streamer st;
+    fl_ce_streamer_start(&st, dst, src, nbytes);
+    fl_ce_streamer_rest(&st);
 }
 
 /* The returned sum of the losses: sample f (flat index from the start of the call) goes

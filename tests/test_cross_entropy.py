@@ -452,3 +452,20 @@ def test_streaming_row_engine_matches_small_calls_bitwise(dtype, shape, option, 
         np.testing.assert_array_equal(lr, loss[r:r + step])
         np.testing.assert_array_equal(gr, grad[r:r + step])
     np.testing.assert_allclose(total, np.sum(loss, dtype=np.float64), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+def test_streaming_block_engine_matches_row_layout_bitwise(dtype, rng):
+    """(N, C, H, W) with C * H * W of 4 MiB or more per sample index is one block-engine
+    call per index, which streams its gradient (csrc/cross_entropy.c, ce_block_any); the
+    same samples in the (N * H * W, C) layout, a few rows per call, take regular stores.
+    Samples get the same bits in every layout."""
+    x = (rng.standard_normal((2, 5, 512, 512)) * 3).astype(dtype)
+    assert x[0].nbytes >= 4 << 20
+    t = np.array(class_labels(rng, (2, 512, 512), 5, ignore_frac=0.2))
+    loss, grad = fastloss.cross_entropy(x, t, reduction="none", return_grad=True)
+    xr = np.ascontiguousarray(x.transpose(0, 2, 3, 1).reshape(-1, 5))
+    tr = t.reshape(-1)
+    lr, gr = fastloss.cross_entropy(xr, tr, reduction="none", return_grad=True, n_threads=1)
+    np.testing.assert_array_equal(loss.reshape(-1), lr)
+    np.testing.assert_array_equal(grad.transpose(0, 2, 3, 1).reshape(-1, 5), gr)
