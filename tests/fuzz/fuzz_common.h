@@ -318,10 +318,11 @@ static inline void fz_expect_same(const char *what, const void *a, const void *b
 }
 
 /* A sum of doubles to well beyond double precision (double-double, TwoSum per term;
- * no long double: valgrind evaluates long double in double precision), and the sum of
- * the magnitudes. */
+ * no long double: valgrind evaluates long double in double precision), the sum of the
+ * magnitudes, and (fz_sum_loss) whether a NaN, +inf or -inf loss was seen. */
 typedef struct {
     double hi, lo, mag;
+    int nan, pinf, ninf;
 } fz_sum;
 
 static inline void fz_sum_add(fz_sum *s, double v)
@@ -332,13 +333,23 @@ static inline void fz_sum_add(fz_sum *s, double v)
     s->mag += fabs(v);
 }
 
+/* One loss a kernel wrote: a finite one into the sum, a non-finite one into the flags. */
+static inline void fz_sum_loss(fz_sum *s, double l)
+{
+    s->nan |= isnan(l);
+    s->pinf |= isinf(l) && l > 0;
+    s->ninf |= isinf(l) && l < 0;
+    if (isfinite(l)) fz_sum_add(s, l);
+}
+
 /* The return value of a kernel against the exact sum of the losses it wrote: `s` sums the
- * finite losses, the flags say whether a NaN, +inf or -inf loss was written.  Allowed
+ * finite losses, its flags say whether a NaN, +inf or -inf loss was written.  Allowed
  * error: k double eps of the sum of magnitudes.  When that is beyond DBL_MAX, a double
  * accumulator may overflow on the way (the contract sums in double) and the reference
  * is not reliable either: the value is not checked then. */
-static inline void fz_check_sum(double ret, const fz_sum *s, int any_nan, int pinf, int ninf, double k)
+static inline void fz_check_sum(double ret, const fz_sum *s, double k)
 {
+    const int any_nan = s->nan, pinf = s->pinf, ninf = s->ninf;
     if (any_nan || (pinf && ninf)) {
         FZ_CHECK(isnan(ret), "the losses contain NaN (or +inf and -inf) but the sum is %.17g", ret);
         return;
