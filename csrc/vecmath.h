@@ -45,6 +45,8 @@
  *                                     software pipelining / blocking (see there)
  *     V fl_logistic_T(V x, V *L, V *r, V *er)    exp(-|x|), softplus(-|x|), sigmoid(+-|x|)
  *                                     with one range check (see there)
+ *     V fl_logistic_u2_f32(V x, V *L, V *r, V *er)  the same with half the operations,
+ *                                     L, er within 2 ulp, r within 1 (see there)
  *   Log-sum-exp: m = fl_hmax_T of fl_max_T over the row, then fl_exp_u1_T(x - m) summed
  *   (fl_hsum_T), then m + log(sum) -- or an online max/rescale with the same pieces.
  *
@@ -920,6 +922,207 @@ FL__INLINE fl_v_f32 fl_logistic_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *r, fl_v_f
     *r = fl__sigmoid_tail_f32(-nx, e, lo);
     *er = fl_fma_f32(e, *r, lo * *r);
     return e;
+}
+
+/* ------------------------------------------- float32 logistic pieces, lean (u2) */
+/*
+ * fl_logistic_u2_f32(x, &L, &r, &er): the same four results as fl_logistic_f32 with about
+ * half its operations, for the float32 logistic losses (BCE with logits), which are
+ * bound by their arithmetic:
+ *   returns e = exp(-|x|)             the same bits as fl_exp_u1_f32(-|x|)
+ *   *L  = log1p(e) = softplus(-|x|)   within 2 ulp  } of the exact functions of x;
+ *   *r  = 1 / (1 + e) = sigmoid(|x|)  within 1 ulp  } measured over every float:
+ *   *er = e r = sigmoid(-|x|)         within 2 ulp  } L 1.57 / 1.58 / 1.61, r 0.77,
+ *                                                     er 1.96 (AVX-512 / AVX2 / SSE2)
+ * (e's own rounding, 0.51 ulp, counts double where e is in a higher binade than L or er:
+ * that is most of the error.  tests/c/test_vecmath.c checks the bounds.)
+ * Where fl_logistic_f32 carries e as a double-word and corrects each result, this takes e
+ * once rounded, and 1 + e = d + dl exactly (Fast2Sum: 1 >= e):
+ *   r = 1 / (d + dl): an estimate r0 of 1 / d (AVX-512: VRCP14, relative error < 2^-14;
+ *       elsewhere the division) and one Newton step that includes dl:
+ *       r = r0 + r0 (1 - d r0 - dl r0), 1 - d r0 exact (FMA).
+ *   L = log(d) + dl r, d in [1, 2].  AVX-512: the top 5 mantissa bits of d pick one of
+ *       32 intervals; a table (VPERMT2PS, no memory gather) gives c ~ 1 / its centre,
+ *       with 7 bits, so that f = d c - 1 in [-0.0174, 1/32] is exact or within 2^-31,
+ *       and -log c as a double-word; log1p(f) from its degree-5 Taylor polynomial
+ *       (relative error < 2^-27.6).  The first interval has c = 1 (f = d - 1 exactly), so
+ *       L keeps its relative accuracy for tiny e.  d = 2 (x = 0) takes the last interval.
+ *       Other targets: fl__log1pf_inner's degree-7 polynomial after the log reduction
+ *       (k in {0, 1}).
+ * Lanes with |x| > 87 (or inf, NaN) take a cold path, lane by lane, the other lanes
+ * getting the same bits as in the fast body: there e < 2^-125 (subnormal or 0), where
+ * log1p(e) = e / (1 + e) = e exactly rounded, so L = er = e and r = 1; NaN gives NaN
+ * in all four.
+ */
+#if FL__ISA == FL__ISA_AVX512
+/* c_j: 7-bit approximation of 1 / (1 + (j + 1/2) / 32), c_0 = 1 */
+static const float fl__logtab_c_f32[32] __attribute__((aligned(64), unused)) = {
+    0x1p+0f, 0x1.e8p-1f, 0x1.dcp-1f, 0x1.ccp-1f,
+    0x1.cp-1f, 0x1.b4p-1f, 0x1.a8p-1f, 0x1.ap-1f,
+    0x1.94p-1f, 0x1.8cp-1f, 0x1.8p-1f, 0x1.78p-1f,
+    0x1.7p-1f, 0x1.68p-1f, 0x1.6p-1f, 0x1.58p-1f,
+    0x1.5p-1f, 0x1.4cp-1f, 0x1.44p-1f, 0x1.4p-1f,
+    0x1.38p-1f, 0x1.34p-1f, 0x1.2cp-1f, 0x1.28p-1f,
+    0x1.2p-1f, 0x1.1cp-1f, 0x1.18p-1f, 0x1.14p-1f,
+    0x1.1p-1f, 0x1.0cp-1f, 0x1.08p-1f, 0x1.04p-1f,
+};
+/* -log(c_j) = hi + lo (to ~2^-48 relative; mpmath, 200 bits) */
+static const float fl__logtab_hi_f32[32] __attribute__((aligned(64), unused)) = {
+    0.0f, 0x1.894aa2p-5f, 0x1.2aa04ap-4f, 0x1.b6ac88p-4f,
+    0x1.1178e8p-3f, 0x1.4913d8p-3f, 0x1.823c16p-3f, 0x1.a93ed4p-3f,
+    0x1.e530fp-3f, 0x1.071386p-2f, 0x1.269622p-2f, 0x1.3c2528p-2f,
+    0x1.522aep-2f, 0x1.68ac84p-2f, 0x1.7fafa4p-2f, 0x1.973a34p-2f,
+    0x1.af5296p-2f, 0x1.bb9612p-2f, 0x1.d49024p-2f, 0x1.e148a2p-2f,
+    0x1.fb358ap-2f, 0x1.04360cp-1f, 0x1.11af82p-1f, 0x1.188ee4p-1f,
+    0x1.269622p-1f, 0x1.2dbf56p-1f, 0x1.35028ap-1f, 0x1.3c608p-1f,
+    0x1.43dap-1f, 0x1.4b6fd6p-1f, 0x1.5322e2p-1f, 0x1.5af406p-1f,
+};
+static const float fl__logtab_lo_f32[32] __attribute__((aligned(64), unused)) = {
+    0.0f, -0x1.6c0998p-30f, 0x1.11c5eap-30f, 0x1.b5ab64p-29f,
+    0x1.13f23ep-30f, 0x1.99dabp-30f, 0x1.5468fp-29f, -0x1.ba930ep-30f,
+    -0x1.8efedep-35f, 0x1.35618ap-32f, -0x1.d9648ep-27f, -0x1.1999dp-27f,
+    0x1.ce28f6p-28f, -0x1.6395ecp-30f, -0x1.09fabap-28f, 0x1.89ab56p-29f,
+    -0x1.b6e646p-27f, -0x1.1fc742p-28f, 0x1.b7be9ap-28f, -0x1.76364cp-28f,
+    0x1.ef491p-27f, -0x1.89fc54p-29f, 0x1.e3ad54p-28f, 0x1.e4794cp-30f,
+    -0x1.d9648ep-26f, -0x1.09e418p-26f, 0x1.b3b19p-26f, 0x1.86d7f6p-26f,
+    -0x1.a0db88p-26f, 0x1.f2e184p-26f, 0x1.a19e16p-27f, -0x1.e4db1p-28f,
+};
+/* t[j] for j = the low 5 bits of each lane of idx */
+FL__INLINE fl_v_f32 fl__lut32_f32(const float *t, fl_vi_f32 idx)
+{
+    return (fl_v_f32)_mm512_permutex2var_ps(_mm512_load_ps(t), (__m512i)idx,
+                                            _mm512_load_ps(t + 16));
+}
+#endif
+
+/* 1 / (d + dl) for d in [1, 2], |dl| <= ulp(d): an estimate of 1 / d (AVX-512: VRCP14,
+ * relative error < 2^-14; elsewhere the division) and one Newton step that includes dl */
+FL__INLINE fl_v_f32 fl__recip_1pe_f32(fl_v_f32 d, fl_v_f32 dl)
+{
+    const fl_v_f32 one = fl_set1_f32(1.0f);
+#if FL__ISA == FL__ISA_AVX512
+    const fl_v_f32 r0 = (fl_v_f32)_mm512_rcp14_ps((__m512)d);
+#else
+    const fl_v_f32 r0 = one / d;
+#endif
+    const fl_v_f32 eps = fl_fma_f32(-dl, r0, fl__fnma_exact_f32(d, r0, one)); /* 1 - (d + dl) r0 */
+    return fl_fma_f32(r0, eps, r0);
+}
+
+/* log(d + dl) = log1p(e) for d + dl = 1 + e exactly, e = eh + el in (0, 1] (el = 0 if e is
+ * single), d in [1, 2], |dl| <= ulp(d) / 2, given rr ~ 1 / (d + dl) (to ~1 ulp) and, when
+ * exact, rr + rl = 1 / (d + dl) as a double-word:
+ *   log(d) + log1p(dl / d),  log1p(dl / d) = t + t^2 / 2 (+ O(t^3)),  t = dl (rr + rl).
+ * Where d = 1 and L ~ dl, the t^2 / 2 and dl rl terms are up to half an ulp each; when
+ * exact, AVX-512 evaluates the polynomial for d in the first table interval (c = 1,
+ * e < 2^-5 + 2^-24) at f = eh itself (exact) plus el, with no d, dl or rr in it (in the
+ * other intervals L >= 0.03 and dl rr is within 2^-48 of log1p(dl / d), below a
+ * hundredth of an ulp); other targets add the two terms. */
+FL__INLINE fl_v_f32 fl__log_1pe_f32(fl_v_f32 d, fl_v_f32 dl, fl_v_f32 rr, fl_v_f32 eh,
+                                    fl_v_f32 el, fl_v_f32 rl, int exact)
+{
+    const fl_v_f32 one = fl_set1_f32(1.0f);
+#if FL__ISA == FL__ISA_AVX512
+    (void)rl;
+    /* interval index: the top 5 mantissa bits (VPERMT2PS reads the low 5 bits of the
+     * lane); d = 2 is clamped to the bits of its predecessor, the last interval */
+    const __m512i j = _mm512_srli_epi32(
+        _mm512_min_epi32((__m512i)FL__I32(d), _mm512_set1_epi32(0x3fffffff)), 18);
+    const fl_v_f32 lo = fl__lut32_f32(fl__logtab_lo_f32, (fl_vi_f32)j);
+    fl_v_f32 f = fl_fma_f32(d, fl__lut32_f32(fl__logtab_c_f32, (fl_vi_f32)j), -one);
+    fl_v_f32 corr; /* the dl or el term, plus the table's low part */
+    if (exact) {
+        const __mmask16 j0 = _mm512_testn_epi32_mask(j, _mm512_set1_epi32(31));
+        f = (fl_v_f32)_mm512_mask_mov_ps((__m512)f, j0, (__m512)eh);
+        corr = (fl_v_f32)_mm512_mask_mov_ps((__m512)(dl * rr), j0, (__m512)el) + lo;
+    } else {
+        corr = fl_fma_f32(dl, rr, lo);
+    }
+    const fl_v_f32 f2 = f * f;
+    const fl_v_f32 q = fl_fma_f32(f2, fl_fma_f32(f, fl_set1_f32(0x1.99999ap-3f), fl_set1_f32(-0.25f)),
+                                  fl_fma_f32(f, fl_set1_f32(0x1.555556p-2f), fl_set1_f32(-0.5f)));
+    /* log1p(f) = f + f^2 q: f exact, so its small terms (with the dl or el term and the
+     * table's low part) are added to f with one rounding */
+    const fl_v_f32 small = fl_fma_f32(f2, q, corr);
+    return fl__lut32_f32(fl__logtab_hi_f32, (fl_vi_f32)j) + (f + small);
+#else
+    (void)eh;
+    (void)el;
+    fl_v_f32 corr = dl * rr;
+    if (exact) {
+        const fl_v_f32 t = corr;
+        corr = t + fl_fma_f32(0.5f * t, t, dl * rl); /* t + t^2 / 2 + dl rl */
+    }
+    /* d = 2^k (1 + f), 1 + f in (0.75, 1.5], f exact, k in {0, 1} */
+    const fl_vi_f32 id = FL__I32(d), im = id - FL__LOGF_OFF;
+    const fl_v_f32 f = FL__F32(id - (im & (int32_t)0xff800000)) - one;
+    const fl_v_f32 nk = __builtin_convertvector(-(im >> 23), fl_v_f32);
+    return fl_fma_f32(nk, fl_set1_f32(-FL__LN2F_HI), fl__log1pf_inner(f, nk, corr, 1));
+#endif
+}
+
+/* fast body, |x| <= 87 */
+FL__INLINE fl_v_f32 fl__logistic_u2_body_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *r, fl_v_f32 *er)
+{
+    const fl_v_f32 one = fl_set1_f32(1.0f);
+    fl_v_f32 t;
+    const fl_v_f32 p = fl__expf_kernel(fl__negabs_f32(x), &t, 0);
+    const fl_v_f32 e = FL__F32(FL__I32(p) + (FL__I32(t) << 23)); /* fl_exp_u1_f32(-|x|) */
+    const fl_v_f32 d = one + e, dl = (one - d) + e;                /* 1 + e = d + dl */
+    const fl_v_f32 rr = fl__recip_1pe_f32(d, dl);
+    *r = rr;
+    *er = e * rr;
+    *L = fl__log_1pe_f32(d, dl, rr, e, fl_set1_f32(0.0f), rr, 0);
+    return e;
+}
+
+/* The logistic pieces with sigmoid(+-|x|) as double-words, for |x| <= 87 (no range
+ * check: the caller's), for float32 losses that raise a sigmoid to a power (focal):
+ *   *L = log1p(e) within ~1 ulp (e = exp(-|x|) is carried exactly: the exp kernel's
+ *   roundings recovered); r = rh + rl = 1 / (1 + e), er = erh + erl = e / (1 + e), each
+ *   to ~2^-44 relative; rh within 1 ulp, erh within ~1 ulp.  Returns e's high part. */
+FL__INLINE fl_v_f32 fl__logistic_dw_body_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *rh,
+                                             fl_v_f32 *rl, fl_v_f32 *erh, fl_v_f32 *erl)
+{
+    const fl_v_f32 one = fl_set1_f32(1.0f);
+    fl_v_f32 el;
+    const fl_v_f32 eh = fl__exp_dd_f32(fl__negabs_f32(x), &el); /* e = eh + el */
+    const fl_v_f32 d = one + eh, dl = ((one - d) + eh) + el;     /* 1 + e = d + dl */
+    const fl_v_f32 rr = fl__recip_1pe_f32(d, dl);
+    /* rr's residual: r = rr (1 + rho), rho = 1 - (d + dl) rr */
+    const fl_v_f32 rho = fl_fma_f32(-dl, rr, fl__fnma_exact_f32(d, rr, one));
+    const fl_v_f32 rlo = rr * rho;
+    const fl_v_f32 eh_rr = eh * rr;
+    *rh = rr;
+    *rl = rlo;
+    *erh = eh_rr;
+    *erl = fl_fma_f32(eh, rlo, el * rr) - fl__fnma_exact_f32(eh, rr, eh_rr); /* + (eh rr - eh_rr) */
+    *L = fl__log_1pe_f32(d, dl, rr, eh, el, rlo, 1);
+    return eh;
+}
+
+FL__COLD fl_v_f32 fl__logistic_u2_slow_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *r, fl_v_f32 *er)
+{
+    const fl_vi_f32 big = (FL__I32(x) & 0x7fffffff) > 0x42ae0000; /* |x| > 87, inf, NaN */
+    fl_v_f32 Lb, rb, erb;
+    (void)fl__logistic_u2_body_f32(fl_select_f32(big, fl_set1_f32(0.0f), x), &Lb, &rb, &erb);
+    const fl_v_f32 eb = fl_exp_u1_f32(fl__negabs_f32(x)); /* NaN stays NaN */
+    const fl_v_f32 rbig = fl_select_f32(eb == eb, fl_set1_f32(1.0f), eb);
+    *L = fl_select_f32(big, eb, Lb);
+    *r = fl_select_f32(big, rbig, rb);
+    *er = fl_select_f32(big, eb, erb);
+    return eb;
+}
+
+/* any lane with |x| > 87, inf or NaN: the slow path of fl_logistic_u2_f32 */
+FL__INLINE fl_vi_f32 fl_logistic_u2_big_f32(fl_v_f32 x)
+{
+    return (FL__I32(x) & 0x7fffffff) > 0x42ae0000;
+}
+FL__INLINE fl_v_f32 fl_logistic_u2_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *r, fl_v_f32 *er)
+{
+    if (FL__UNLIKELY(FL__BIG87_F32(x))) return fl__logistic_u2_slow_f32(x, L, r, er);
+    return fl__logistic_u2_body_f32(x, L, r, er);
 }
 
 /* =============================================================== float64 (1 ulp) */

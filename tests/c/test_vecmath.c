@@ -177,6 +177,13 @@ static double ulp32(double r) /* ulp of a float in r's binade (r finite, nonzero
     return from64((uint64_t)(e - 23 + 1023) << 52);
 }
 
+/* |y - ref| in ulps of ref's float binade (0 for y == ref == 0) */
+static double ulp_err32(float y, double ref)
+{
+    if (ref == 0) return y == 0 ? 0 : 1e9;
+    return fabs((double)y - ref) / ulp32(ref);
+}
+
 static void check32(stats_t *st, const char *name, float x, float y, double ref)
 {
     st->n++;
@@ -706,6 +713,51 @@ static void test_logistic(int log2n)
            bad ? "NO" : "yes");
 }
 
+/* fl_logistic_u2_f32 over 2^log2n float patterns spread over all 2^32 (both signs, every
+ * binade, inf, NaN): e the same bits as fl_exp_u1_f32(-|x|); L, r, er within their
+ * stated 2 / 1 / 2 ulp of log1p(e^-|x|), 1 / (1 + e^-|x|), e^-|x| / (1 + e^-|x|) (double
+ * reference); NaN for NaN x; every lane the same bits as that element alone. */
+static void test_logistic_u2(int log2n)
+{
+    enum { L = fl_lanes_f32 };
+    uint64_t count = 1ULL << log2n, stride = 1ULL << (32 - log2n);
+    double mL = 0, mr = 0, mer = 0;
+    float xL = 0, xr = 0, xer = 0;
+    int bad = 0;
+    for (uint64_t k = 0; k < count; k += L) {
+        float xs[L];
+        for (int i = 0; i < L; i++)
+            xs[i] = from32((uint32_t)(((k + (uint64_t)i) * stride + k + (uint64_t)i) & 0xffffffffu));
+        fl_v_f32 xv = fl_load_f32(xs), lv, rv, erv;
+        fl_v_f32 ev = fl_logistic_u2_f32(xv, &lv, &rv, &erv);
+        fl_v_f32 e2 = fl_exp_u1_f32(-fl_abs_f32(xv));
+        for (int i = 0; i < L; i++) {
+            fl_v_f32 l1, r1, er1;
+            fl_v_f32 e1 = fl_logistic_u2_f32(fl_load_partial_f32(xs + i, 1, 0), &l1, &r1, &er1);
+            int ok = same32(ev[i], e2[i]) && same32(e1[0], ev[i]) && same32(l1[0], lv[i]) &&
+                     same32(r1[0], rv[i]) && same32(er1[0], erv[i]);
+            if (xs[i] != xs[i]) {
+                ok = ok && lv[i] != lv[i] && rv[i] != rv[i] && erv[i] != erv[i];
+            } else {
+                const double a = fabs((double)xs[i]), ed = exp(-a);
+                const double u1 = ulp_err32(lv[i], log1p(ed)), u2 = ulp_err32(rv[i], 1 / (1 + ed)),
+                             u3 = ulp_err32(erv[i], ed / (1 + ed));
+                if (u1 > mL) { mL = u1; xL = xs[i]; }
+                if (u2 > mr) { mr = u2; xr = xs[i]; }
+                if (u3 > mer) { mer = u3; xer = xs[i]; }
+                ok = ok && u1 <= 2 && u2 <= 1 && u3 <= 2;
+            }
+            if (!ok && bad++ < 5)
+                FAIL("logistic_u2_f32(%a): e %a L %a r %a er %a (lane alone: %a %a %a %a)",
+                     (double)xs[i], (double)ev[i], (double)lv[i], (double)rv[i], (double)erv[i],
+                     (double)e1[0], (double)l1[0], (double)r1[0], (double)er1[0]);
+        }
+    }
+    printf("  logistic_u2_f32: max ulp L %.3f (x = %a), r %.3f (%a), er %.3f (%a); "
+           "e = exp bitwise, lane-independent: %s\n",
+           mL, (double)xL, mr, (double)xr, mer, (double)xer, bad ? "NO" : "yes");
+}
+
 /* ------------------------------------------------------------------------- tails */
 
 static void test_tails(void)
@@ -979,6 +1031,7 @@ int main(int argc, char **argv)
     test_flags();
     test_pair(log2n);
     test_logistic(log2n);
+    test_logistic_u2(log2n);
     for (int fi = 0; fi < NFNS; fi++) test_f32(&FNS[fi], log2n, dense);
     for (int fi = 0; fi < NFNS; fi++) test_f64(&FNS[fi], n64, dense);
     if (do_bench) bench();
