@@ -15,22 +15,26 @@
  *    kernel is bound by its arithmetic, and one vector's evaluation alone is a chain
  *    that leaves the FMA units idle.
  *  - BCE on probabilities: log p and log1p(-p) from vecmath (< 1 ulp), torch's clamps.
- *  - Sigmoid focal computes its focal factor and products in double lanes for both dtypes
- *    (float32: exp(-|x|) and log1p in float lanes, the rest on each vector as two double
- *    vectors, rounded once at the end), so the focal factor's amplification of rounding
- *    errors -- gamma |log m| ulps -- disappears below float32's precision: float32
- *    losses within ~1.5 ulp of the correctly rounded value.  See focal_core.
+ *  - Sigmoid focal must keep the focal factor's amplification of rounding errors --
+ *    gamma |log m| ulps of m = 1 - p_t -- below float32's precision.  float32 with a
+ *    hard label (0 or 1), |x| <= 87 and gamma 0 or an integer up to 8 (the usual case):
+ *    float lanes, with m and m^gamma as double-words (fl_focal_hard_f32; losses within
+ *    ~2.5 ulp).  Every other lane (soft labels, other gammas, float64): the focal factor
+ *    and products in double lanes (float32: exp(-|x|) and log1p in float lanes, the rest
+ *    as two double vectors, rounded once at the end; losses within ~1.5 ulp), see
+ *    focal_core.  The choice is made per lane, never per vector.
  *  - Tails: masked loads / stores (same code as the body, lanes past the end hold
  *    harmless fill values and are excluded from the sum); nothing read or written out of
  *    bounds, and a lane's result never depends on its neighbours (the rare lanes that need
  *    a special formula, x = +-inf or a focal label outside [0, 1], are patched one lane at
  *    a time with scalar code that depends only on that lane).
  *  - Outputs are written with regular stores, not elementwise.h's streaming stores: these
- *    kernels are bound by their arithmetic (1.5-3 ns per element on one core), where the
- *    read-for-ownership traffic of regular stores costs nothing and streaming stores
- *    stalled them (measured on a Sapphire-Rapids-class Xeon, float32 BCE with logits,
- *    16M elements: 2.32 ns per element with streaming stores, 2.05 without).  The loss
- *    sum is elementwise.h's compensated per-lane sum (exact to a few eps for any n).
+ *    kernels are bound by their arithmetic, where streaming stores gained nothing
+ *    (measured on a Sapphire-Rapids-class Xeon, float32 BCE with logits, 16M elements:
+ *    2.32 ns per element with streaming stores, 2.05 without, before the blocks; after,
+ *    0.93-0.97 either way).  Large calls prefetch their inputs instead (see bcel_block).
+ *    The loss sum is elementwise.h's compensated per-lane sum (exact to a few eps for
+ *    any n).
  *  - Loss / gradient outputs and the broadcast of weights (constant or contiguous runs,
  *    see fl_bcast) are decided per run, not per element.
  *
@@ -305,8 +309,9 @@ FL_BIN_COLD V FL(bcel_inf)(V x, V loss, V c1, V c2, V w)
 
 /* The logistic pieces (see vecmath.h): float32 from the lean fl_logistic_u2_f32 (L, er
  * within 2 ulp, r within 1: these kernels are bound by their arithmetic), float64 from
- * fl_logistic_f64.  FL_BIN_BIG(x): lanes that need the slow path, so that a block of
- * vectors can be checked once and then evaluated without branches. */
+ * fl_logistic_f64.  FL_BIN_BIG(x): lanes that need the one-vector path (bcel_one: the
+ * logistic's slow path, the patch for infinite x), so that a block of vectors can be
+ * checked once and then evaluated without branches. */
 #undef FL_BIN_LOGISTIC
 #undef FL_BIN_LOGISTIC_FAST
 #undef FL_BIN_BIG
@@ -317,7 +322,7 @@ FL_BIN_COLD V FL(bcel_inf)(V x, V loss, V c1, V c2, V w)
 #else
 #define FL_BIN_LOGISTIC fl_logistic_f64
 #define FL_BIN_LOGISTIC_FAST fl_logistic_f64 /* checks its own range */
-#define FL_BIN_BIG(x) (FL_BIN_SET1I(0) != FL_BIN_SET1I(0))
+#define FL_BIN_BIG(x) (((VI)(x) & FL_BIN_ABS_MASK) >= FL_BIN_INF_BITS) /* bcel_one patches inf */
 #endif
 
 /* Loss and gradient from the logistic pieces.  plain (no weight, no pos_weight):

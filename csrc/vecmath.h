@@ -987,6 +987,27 @@ static const float fl__logtab_lo_f32[32] __attribute__((aligned(64), unused)) = 
     -0x1.d9648ep-26f, -0x1.09e418p-26f, 0x1.b3b19p-26f, 0x1.86d7f6p-26f,
     -0x1.a0db88p-26f, 0x1.f2e184p-26f, 0x1.a19e16p-27f, -0x1.e4db1p-28f,
 };
+/* 2^(j / 32) = hi + lo (to ~2^-48 relative; mpmath, 200 bits) */
+static const float fl__exptab_hi_f32[32] __attribute__((aligned(64), unused)) = {
+    0x1p+0f, 0x1.059b0ep+0f, 0x1.0b5586p+0f, 0x1.11301ep+0f,
+    0x1.172b84p+0f, 0x1.1d4874p+0f, 0x1.2387a6p+0f, 0x1.29e9ep+0f,
+    0x1.306fep+0f, 0x1.371a74p+0f, 0x1.3dea64p+0f, 0x1.44e086p+0f,
+    0x1.4bfdaep+0f, 0x1.5342b6p+0f, 0x1.5ab07ep+0f, 0x1.6247ecp+0f,
+    0x1.6a09e6p+0f, 0x1.71f75ep+0f, 0x1.7a1148p+0f, 0x1.82589ap+0f,
+    0x1.8ace54p+0f, 0x1.93737cp+0f, 0x1.9c4918p+0f, 0x1.a5503cp+0f,
+    0x1.ae89fap+0f, 0x1.b7f77p+0f, 0x1.c199bep+0f, 0x1.cb720ep+0f,
+    0x1.d5818ep+0f, 0x1.dfc974p+0f, 0x1.ea4afap+0f, 0x1.f50766p+0f,
+};
+static const float fl__exptab_lo_f32[32] __attribute__((aligned(64), unused)) = {
+    0.0f, -0x1.9d4f52p-25f, 0x1.9f3122p-25f, -0x1.fdb496p-25f,
+    -0x1.c15742p-27f, -0x1.d2e8cap-25f, 0x1.ceac48p-25f, -0x1.5c0424p-25f,
+    0x1.4636e2p-25f, -0x1.18aac6p-25f, 0x1.824684p-25f, 0x1.8624b4p-30f,
+    -0x1.593abcp-25f, -0x1.2c561p-25f, -0x1.5bd5ecp-27f, -0x1.f8b55p-25f,
+    0x1.9fcef4p-26f, 0x1.1d8beep-25f, -0x1.829fdp-25f, -0x1.accc7cp-26f,
+    0x1.15506ep-27f, -0x1.e64744p-25f, 0x1.51f848p-27f, -0x1.b83b54p-25f,
+    -0x1.a94b14p-26f, -0x1.a09438p-25f, -0x1.3d56b2p-27f, -0x1.8837ccp-27f,
+    -0x1.822dbcp-27f, -0x1.908c94p-25f, 0x1.52486cp-27f, -0x1.246ebp-26f,
+};
 /* t[j] for j = the low 5 bits of each lane of idx */
 FL__INLINE fl_v_f32 fl__lut32_f32(const float *t, fl_vi_f32 idx)
 {
@@ -1076,6 +1097,32 @@ FL__INLINE fl_v_f32 fl__logistic_u2_body_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *
     return e;
 }
 
+/* exp(x) = eh + el to ~2^-30 relative for -87 <= x <= 0 (no range check), with fewer
+ * operations than fl__exp_dd_f32 where a table is cheap (AVX-512: VPERMT2PS):
+ * x = (32 k + j) ln2 / 32 + r, |r| <= ln2 / 64, exp(x) = 2^k T_j (1 + p(r)), T_j =
+ * 2^(j / 32) as a double-word, p the degree-3 Taylor polynomial of e^r - 1 (relative
+ * error 2^-30.7); the rounding of T_hi (1 + p) recovered by an FMA.  eh is normal
+ * (exp(-87) > 2^-126), el may be subnormal. */
+FL__INLINE fl_v_f32 fl__exp_dw_f32(fl_v_f32 x, fl_v_f32 *el)
+{
+#if FL__ISA == FL__ISA_AVX512
+    const fl_v_f32 shift = fl_set1_f32(FL__EXPF_SHIFT);
+    const fl_v_f32 t = fl_fma_f32(x, fl_set1_f32(0x1.715476p+5f), shift); /* 32 / ln2 */
+    const fl_v_f32 n = t - shift;
+    const fl_v_f32 rhi = fl_fma_f32(n, fl_set1_f32(-0x1.62ep-6f), x); /* ln2/32, 12 bits: exact */
+    const fl_v_f32 r = fl_fma_f32(n, fl_set1_f32(-0x1.0bfbe8p-20f), rhi);
+    const fl_v_f32 p = fl_fma_f32(r * r, fl_fma_f32(r, fl_set1_f32(0x1.555556p-3f), fl_set1_f32(0.5f)), r);
+    const fl_vi_f32 it = FL__I32(t); /* n in the low bits: j = n mod 32, the table index */
+    const fl_v_f32 th = fl__lut32_f32(fl__exptab_hi_f32, it), tl = fl__lut32_f32(fl__exptab_lo_f32, it);
+    const fl_v_f32 h = fl_fma_f32(th, p, th);
+    const fl_vi_f32 kb = (it >> 5) << 23; /* k << 23 (the shift's bits leave the word) */
+    *el = (fl_fma_f32(th, p, th - h) + tl) * FL__F32(kb + 0x3f800000);
+    return FL__F32(FL__I32(h) + kb);
+#else
+    return fl__exp_dd_f32(x, el);
+#endif
+}
+
 /* The logistic pieces with sigmoid(+-|x|) as double-words, for |x| <= 87 (no range
  * check: the caller's), for float32 losses that raise a sigmoid to a power (focal):
  *   *L = log1p(e) within ~1 ulp (e = exp(-|x|) is carried exactly: the exp kernel's
@@ -1086,7 +1133,7 @@ FL__INLINE fl_v_f32 fl__logistic_dw_body_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *
 {
     const fl_v_f32 one = fl_set1_f32(1.0f);
     fl_v_f32 el;
-    const fl_v_f32 eh = fl__exp_dd_f32(fl__negabs_f32(x), &el); /* e = eh + el */
+    const fl_v_f32 eh = fl__exp_dw_f32(fl__negabs_f32(x), &el); /* e = eh + el */
     const fl_v_f32 d = one + eh, dl = ((one - d) + eh) + el;     /* 1 + e = d + dl */
     const fl_v_f32 rr = fl__recip_1pe_f32(d, dl);
     /* rr's residual: r = rr (1 + rho), rho = 1 - (d + dl) rr */

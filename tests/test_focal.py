@@ -6,7 +6,7 @@ import pytest
 
 import fastloss
 from conftest import (RTOL64, assert_close, assert_grad_fd, assert_ulp_close, binary_targets, class_labels,
-                      get_impl, implementations, logits, pick_coords)
+                      get_impl, implementations, logits, pick_coords, seed_of)
 
 ref = fastloss.reference
 GAMMAS = [0.0, 0.5, 2.0, 5.0]
@@ -498,3 +498,56 @@ def test_sigmoid_every_order_of_magnitude_matches_reference(gamma):
     lscale, gscale = sig_scales(x, y, 0.25, gamma)
     assert_close(loss, rloss, rtol=RTOL64, atol=1e-12 * lscale)
     assert_close(grad, rgrad, rtol=RTOL64, atol=1e-12 * gscale)
+
+
+# ------------------------------------------------- sigmoid focal: the block paths
+
+def _sig_mixed(rng, n, dtype, odd):
+    """n logits ~ N(0, 6^2) with hard labels; with odd, the second half also holds soft
+    and out-of-range labels, |x| > 87 (the float32 fast range), +-inf and NaN logits."""
+    x = (rng.standard_normal(n) * 6).astype(dtype)
+    y = (rng.random(n) < 0.5).astype(dtype)
+    if odd:
+        idx = rng.permutation(np.arange(n // 2, n))[:48]
+        y[idx[:12]] = rng.random(12)
+        y[idx[12:16]] = [1.5, -0.5, np.nan, -0.0]
+        x[idx[16:24]] = [87.5, -87.5, 100.0, -100.0, 86.99, -86.99, 1e30, -1e30]
+        x[idx[24:28]] = [np.inf, -np.inf, np.nan, -np.nan]
+    return x, y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("odd", [False, True], ids=["hard", "mixed"])
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0, 3.0, 5.0, 1.5])
+def test_sigmoid_blocks_match_single_elements_bitwise(gamma, odd, dtype):
+    """float32 calls go through blocks of 4 vectors (64 elements on AVX-512): a block whose
+    labels are all hard and whose |x| <= 87 takes the float-lane path in one branch-free
+    stretch; other blocks are evaluated vector by vector, the double core for the lanes
+    that need it and the float-lane path for the others.  Every element must get the
+    same bits as when it is computed alone."""
+    rng = np.random.default_rng(seed_of("focal-blocks", gamma, odd, dtype.__name__))
+    x, y = _sig_mixed(rng, 700, dtype, odd)
+    kw = dict(alpha=0.25, gamma=gamma, reduction="none", return_grad=True)
+    loss, grad = fastloss.sigmoid_focal_loss(x, y, **kw)
+    single = [fastloss.sigmoid_focal_loss(x[i:i + 1], y[i:i + 1], **kw) for i in range(x.size)]
+    np.testing.assert_array_equal(loss, np.concatenate([s[0] for s in single]))
+    np.testing.assert_array_equal(grad, np.concatenate([s[1] for s in single]))
+
+
+@pytest.mark.parametrize("alpha", [0.25, None])
+@pytest.mark.parametrize("gamma", [0.0, 1.0, 2.0, 3.0])
+def test_sigmoid_float32_hard_labels_within_4_ulp(gamma, alpha):
+    """Issue 4: float32 losses within 4 ulp of the correctly rounded value, here for the
+    float-lane path (hard labels, whole blocks, |x| up to 87 and beyond) against float64;
+    gradients within 4 + 2 gamma ulp (no cancellation for hard labels: plain ulps)."""
+    rng = np.random.default_rng(seed_of("focal-4ulp", gamma, alpha))
+    n = 1 << 16
+    x = np.concatenate([rng.standard_normal(n // 2) * 4,
+                        rng.uniform(-90, 90, n // 2)]).astype(np.float32)
+    y = (rng.random(n) < 0.5).astype(np.float32)
+    kw = dict(alpha=alpha, gamma=gamma, reduction="none", return_grad=True)
+    loss, grad = fastloss.sigmoid_focal_loss(x, y, **kw)
+    eloss, egrad = ref.sigmoid_focal_loss(x.astype(np.float64), y.astype(np.float64), **kw)
+    tiny = np.finfo(np.float32).tiny  # below the normal range ulps are absolute
+    assert_ulp_close(loss, eloss, 4, atol=tiny)
+    assert_ulp_close(grad, egrad, 4 + 2 * gamma, atol=tiny)
