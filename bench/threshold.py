@@ -39,6 +39,15 @@ def families(rng):
             return lambda t: f(x, y, return_grad=True, grad_out=g, n_threads=t, **kw)
         return make
 
+    def elementwise_p(fn, target, **kw):  # probabilities in (0, 1)
+        def make(n):
+            x = rng.uniform(0.01, 0.99, n).astype(np.float32)
+            y = target(n).astype(np.float32)
+            g = np.empty_like(x)
+            f = getattr(fastloss, fn)
+            return lambda t: f(x, y, return_grad=True, grad_out=g, n_threads=t, **kw)
+        return make
+
     def dice(n):
         S = 64 * 64
         B = max(1, n // (4 * S))
@@ -53,6 +62,7 @@ def families(rng):
         "cross_entropy C=10": ce(10),
         "cross_entropy C=1000": ce(1000),
         "bce_with_logits": elementwise("binary_cross_entropy_with_logits", hard),
+        "binary_cross_entropy": elementwise_p("binary_cross_entropy", hard),
         "sigmoid_focal": elementwise("sigmoid_focal_loss", hard, alpha=0.25, gamma=2.0),
         "huber": elementwise("huber_loss", lambda n: rng.standard_normal(n)),
         "dice softmax (B, 4, 64, 64)": dice,

@@ -235,19 +235,20 @@ cdef tuple _pair(object input, object target, str tname="target"):
 # Work is split into blocks fixed by the data's shape, never by the thread count, and the
 # blocks' loss sums are added in block order: every n_threads gives the same bits.
 # n_threads=None uses one thread below PARALLEL_THRESHOLD units of work and all threads
-# above.  A unit is an element of a light kernel (Huber, Dice, softmax rows of more than 32
-# classes: ~0.3-1 ns per element); the logistic kernels (BCE, BCE with logits, sigmoid
-# focal: ~2-3 ns per element) count COST_LOGISTIC units per element and softmax rows of
-# at most 32 classes (~1.8 ns) COST_SHORT_ROWS.  Measured by bench/threshold.py (float32,
-# loss + gradient, 1 vs 2 threads, Sapphire-Rapids-class Xeon, quiet): two threads are at
-# least 1.2x faster from 128K elements on for BCE with logits and focal, 256K for
-# cross-entropy with C = 10, 512K for Huber, Dice and C = 1000, and slower (down to
-# 0.55x: the pool's wake-up) at 128K for the light ones.  The decision depends only on
-# the shape, and results are bitwise the same for any thread count.
+# above.  A unit is an element of a light kernel (Huber, BCE with logits, Dice, softmax
+# rows of more than 32 classes: ~0.5-1 ns per element); BCE on probabilities and sigmoid
+# focal (~1.3-2 ns per element) count COST_LOGISTIC units per element and softmax rows of
+# at most 32 classes (~1.9 ns) COST_SHORT_ROWS.  Measured by bench/threshold.py (float32,
+# loss + gradient, 1 vs 2 threads, Sapphire-Rapids-class Xeon, quiet, 2026-12-05): two
+# threads are at least 1.2x faster from 256K elements on for BCE, focal and cross-entropy
+# with C = 10, from 512K for BCE with logits, Huber and Dice (1M for C = 1000 in one run,
+# 512K in another), and slower (down to 0.52x: the pool's wake-up) at 128K for the light
+# ones.  The decision depends only on the shape, and results are bitwise the same for
+# any thread count.
 cdef enum:
     BLOCK_ELEMENTS = 65536
     PARALLEL_THRESHOLD = 524288
-    COST_LOGISTIC = 4
+    COST_LOGISTIC = 2
     COST_SHORT_ROWS = 2
     STREAM_MIN_BYTES = 8 << 20     # element-wise inputs this large use streaming blocks
     STREAM_BLOCK_BYTES = 1 << 20   # = FL_EW_NT_MIN_BYTES in csrc/elementwise.h
@@ -520,7 +521,7 @@ cdef object _elementwise(ElemKind kind, object x, object y, object dt, str red, 
     j.sums = parts.sums
     j.errs = parts.errs
     cdef int threads = _threads(n_threads, n * (1 if kind == K_HUBER or kind == K_SMOOTH_L1
-                                                 else COST_LOGISTIC))
+                                                 or kind == K_BCE_LOGITS else COST_LOGISTIC))
     cdef double total
     _run_blocks(n_blocks, threads, _elem_task, &j)
     total = _sum_partials(j.sums, n_blocks)
