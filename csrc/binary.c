@@ -401,6 +401,14 @@ FL_BIN_INLINE V FL(bcel_one)(int64_t i, int64_t rem, int tail, const real *x, co
 #ifndef FL_BIN_PREFETCH_BYTES
 #define FL_BIN_PREFETCH_BYTES 1024
 #endif
+/* the two inputs' cache lines FL_BIN_PREFETCH_BYTES past a block, into L1 */
+FL_BIN_INLINE void FL(bin_prefetch_block)(const real *x, const real *y)
+{
+    for (int b = 0; b < FL_BIN_BLOCK * VL * (int)sizeof(real); b += 64) {
+        __builtin_prefetch((const char *)x + FL_BIN_PREFETCH_BYTES + b, 0, 3);
+        __builtin_prefetch((const char *)y + FL_BIN_PREFETCH_BYTES + b, 0, 3);
+    }
+}
 FL_BIN_INLINE void FL(bcel_block)(int64_t i, const real *x, const real *y,
                                   const real *w, int ws, const real *pw, int ps,
                                   real *loss_out, real *grad_out, int what, V gs,
@@ -410,11 +418,7 @@ FL_BIN_INLINE void FL(bcel_block)(int64_t i, const real *x, const real *y,
     V xv[FL_BIN_BLOCK], L[FL_BIN_BLOCK], r[FL_BIN_BLOCK], er[FL_BIN_BLOCK];
     VI big = FL_BIN_SET1I(0) != FL_BIN_SET1I(0);
     fl_v_f64 acc = fl_set1_f64(0.0);
-    if (pf) /* a large call: its inputs come from DRAM (see FL_BIN_PREFETCH_BYTES) */
-        for (int b = 0; b < FL_BIN_BLOCK * VL * (int)sizeof(real); b += 64) {
-            __builtin_prefetch((const char *)(x + i) + FL_BIN_PREFETCH_BYTES + b, 0, 3);
-            __builtin_prefetch((const char *)(y + i) + FL_BIN_PREFETCH_BYTES + b, 0, 3);
-        }
+    if (pf) FL(bin_prefetch_block)(x + i, y + i);
 #pragma GCC unroll 16
     for (int k = 0; k < FL_BIN_BLOCK; k++) {
         xv[k] = FL(fl_load)(x + i + k * VL);
@@ -629,15 +633,21 @@ FL_BIN_COLD void FL(focal_patch)(VI odd, V x, V y, real alpha, real g, real gs, 
         }
 }
 
-/* One vector, any x and y, the general path: the focal core in double lanes (float32:
- * widened), odd lanes patched.  Lanes where the hard-label path applies (hard: see
- * focal_hard) take its results instead, so that an element's bits never depend on its
- * neighbours. */
+/* One vector, any x and y: the focal core in double lanes (float32: widened), odd lanes
+ * patched; float32 lanes where the hard-label path applies (hard, from focal_hardmask)
+ * take its results instead, so that an element's bits never depend on its neighbours
+ * (and a vector of hard lanes only, a small call's, takes that path alone). */
 FL_BIN_INLINE V FL(focal_general)(const fl_focal_k *k, V xv, V yv, double alpha, real ra,
                                   real g, real rgs, V *gr_o, int want_grad, VI hard)
 {
     V l, gr;
 #if defined(FL_REAL_F32)
+    if (!fl_any_f32(~hard)) {
+        gr = fl_set1_f32(0.0f);
+        l = fl_focal_hard_f32(k, xv, yv, &gr, want_grad, k->gamma_int);
+        *gr_o = gr;
+        return l;
+    }
     /* e = exp(-|x|) as a float double-word and L = log1p(e) (< 1 ulp) in float lanes;
      * the rest in double lanes: e exact there (eh + el), r = 1 / (1 + e) by a double
      * division, so m and m^gamma carry no float rounding; L's (<= 1 ulp of L <= 1
@@ -715,11 +725,7 @@ FL_BIN_INLINE int64_t FL(focal_blocks)(int64_t n, const real *x, const real *y, 
         V xv[FL_BIN_BLOCK], yv[FL_BIN_BLOCK];
         VI hard[FL_BIN_BLOCK], all = FL_BIN_SET1I(0) == FL_BIN_SET1I(0);
         fl_v_f64 acc = fl_set1_f64(0.0);
-        if (pf) /* a large call: see FL_BIN_PREFETCH_BYTES */
-            for (int b = 0; b < FL_BIN_BLOCK * VL * (int)sizeof(real); b += 64) {
-                __builtin_prefetch((const char *)(x + i) + FL_BIN_PREFETCH_BYTES + b, 0, 3);
-                __builtin_prefetch((const char *)(y + i) + FL_BIN_PREFETCH_BYTES + b, 0, 3);
-            }
+        if (pf) FL(bin_prefetch_block)(x + i, y + i);
 #pragma GCC unroll 16
         for (int q = 0; q < FL_BIN_BLOCK; q++) {
             xv[q] = FL(fl_load)(x + i + q * VL);
