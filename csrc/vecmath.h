@@ -1034,11 +1034,12 @@ FL__INLINE fl_v_f32 fl__recip_1pe_f32(fl_v_f32 d, fl_v_f32 dl)
  * single), d in [1, 2], |dl| <= ulp(d) / 2, given rr ~ 1 / (d + dl) (to ~1 ulp) and, when
  * exact, rr + rl = 1 / (d + dl) as a double-word:
  *   log(d) + log1p(dl / d),  log1p(dl / d) = t + t^2 / 2 (+ O(t^3)),  t = dl (rr + rl).
- * Where d = 1 and L ~ dl, the t^2 / 2 and dl rl terms are up to half an ulp each; when
- * exact, AVX-512 evaluates the polynomial for d in the first table interval (c = 1,
- * e < 2^-5 + 2^-24) at f = eh itself (exact) plus el, with no d, dl or rr in it (in the
- * other intervals L >= 0.03 and dl rr is within 2^-48 of log1p(dl / d), below a
- * hundredth of an ulp); other targets add the two terms. */
+ * Where d = 1 and L ~ dl, the t^2 / 2 term, rl and dl's own rounding are up to half an
+ * ulp each; when exact, the polynomial is evaluated where e is small at f = eh itself
+ * (exact) plus el / (1 + e), with no d, dl or rr in it: AVX-512 in the first table
+ * interval (c = 1, e < 2^-5 + 2^-24; in the other intervals L >= 0.03 and dl rr is
+ * within 2^-48 of log1p(dl / d), below a hundredth of an ulp), other targets where the
+ * reduction's k is 0 (e <= 1/2, inside the polynomial's range). */
 FL__INLINE fl_v_f32 fl__log_1pe_f32(fl_v_f32 d, fl_v_f32 dl, fl_v_f32 rr, fl_v_f32 eh,
                                     fl_v_f32 el, fl_v_f32 rl, int exact)
 {
@@ -1067,17 +1068,17 @@ FL__INLINE fl_v_f32 fl__log_1pe_f32(fl_v_f32 d, fl_v_f32 dl, fl_v_f32 rr, fl_v_f
     const fl_v_f32 small = fl_fma_f32(f2, q, corr);
     return fl__lut32_f32(fl__logtab_hi_f32, (fl_vi_f32)j) + (f + small);
 #else
-    (void)eh;
-    (void)el;
-    fl_v_f32 corr = dl * rr;
-    if (exact) {
-        const fl_v_f32 t = corr;
-        corr = t + fl_fma_f32(0.5f * t, t, dl * rl); /* t + t^2 / 2 + dl rl */
-    }
+    (void)rl;
     /* d = 2^k (1 + f), 1 + f in (0.75, 1.5], f exact, k in {0, 1} */
     const fl_vi_f32 id = FL__I32(d), im = id - FL__LOGF_OFF;
-    const fl_v_f32 f = FL__F32(id - (im & (int32_t)0xff800000)) - one;
+    fl_v_f32 f = FL__F32(id - (im & (int32_t)0xff800000)) - one;
     const fl_v_f32 nk = __builtin_convertvector(-(im >> 23), fl_v_f32);
+    fl_v_f32 corr = dl * rr;
+    if (exact) { /* k = 0 (e <= 1/2): log1p(eh) + el / (1 + e), eh exact */
+        const fl_vi_f32 k0 = (im >> 23) == 0;
+        f = fl_select_f32(k0, eh, f);
+        corr = fl_select_f32(k0, el * rr, corr);
+    }
     return fl_fma_f32(nk, fl_set1_f32(-FL__LN2F_HI), fl__log1pf_inner(f, nk, corr, 1));
 #endif
 }
