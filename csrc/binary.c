@@ -318,7 +318,7 @@ FL_BIN_COLD V FL(bcel_inf)(V x, V loss, V c1, V c2, V w)
 #if defined(FL_REAL_F32)
 #define FL_BIN_LOGISTIC fl_logistic_u2_f32
 #define FL_BIN_LOGISTIC_FAST fl__logistic_u2_body_f32
-#define FL_BIN_BIG(x) (((VI)(x) & FL_BIN_ABS_MASK) > FL_BIN_SET1I(0x42ae0000))
+#define FL_BIN_BIG(x) fl_logistic_u2_big_f32(x)
 #else
 #define FL_BIN_LOGISTIC fl_logistic_f64
 #define FL_BIN_LOGISTIC_FAST fl_logistic_f64 /* checks its own range */
@@ -699,8 +699,7 @@ FL_BIN_INLINE VI FL(focal_hardmask)(const fl_focal_k *k, V xv, V yv)
 {
 #if defined(FL_REAL_F32)
     if (!k->hard_ok) return FL_BIN_SET1I(0) != FL_BIN_SET1I(0);
-    return ((yv == RC(0.0)) | (yv == RC(1.0))) &
-           (((VI)xv & FL_BIN_ABS_MASK) <= FL_BIN_SET1I(0x42ae0000));
+    return ((yv == RC(0.0)) | (yv == RC(1.0))) & ~fl_logistic_u2_big_f32(xv);
 #else
     (void)k;
     (void)xv;

@@ -1031,21 +1031,19 @@ FL__INLINE fl_v_f32 fl__recip_1pe_f32(fl_v_f32 d, fl_v_f32 dl)
 }
 
 /* log(d + dl) = log1p(e) for d + dl = 1 + e exactly, e = eh + el in (0, 1] (el = 0 if e is
- * single), d in [1, 2], |dl| <= ulp(d) / 2, given rr ~ 1 / (d + dl) (to ~1 ulp) and, when
- * exact, rr + rl = 1 / (d + dl) as a double-word:
- *   log(d) + log1p(dl / d),  log1p(dl / d) = t + t^2 / 2 (+ O(t^3)),  t = dl (rr + rl).
- * Where d = 1 and L ~ dl, the t^2 / 2 term, rl and dl's own rounding are up to half an
- * ulp each; when exact, the polynomial is evaluated where e is small at f = eh itself
+ * single), d in [1, 2], |dl| <= ulp(d) / 2, given rr ~ 1 / (d + dl) (to ~1 ulp):
+ *   log(d) + log1p(dl / d),  log1p(dl / d) ~ dl rr.
+ * Where d = 1 and L ~ dl, the neglected (dl / d)^2 / 2, rr's rounding and dl's own are up
+ * to half an ulp each; when exact, the polynomial is evaluated where e is small at f = eh itself
  * (exact) plus el / (1 + e), with no d, dl or rr in it: AVX-512 in the first table
  * interval (c = 1, e < 2^-5 + 2^-24; in the other intervals L >= 0.03 and dl rr is
  * within 2^-48 of log1p(dl / d), below a hundredth of an ulp), other targets where the
  * reduction's k is 0 (e <= 1/2, inside the polynomial's range). */
 FL__INLINE fl_v_f32 fl__log_1pe_f32(fl_v_f32 d, fl_v_f32 dl, fl_v_f32 rr, fl_v_f32 eh,
-                                    fl_v_f32 el, fl_v_f32 rl, int exact)
+                                    fl_v_f32 el, int exact)
 {
     const fl_v_f32 one = fl_set1_f32(1.0f);
 #if FL__ISA == FL__ISA_AVX512
-    (void)rl;
     /* interval index: the top 5 mantissa bits (VPERMT2PS reads the low 5 bits of the
      * lane); d = 2 is clamped to the bits of its predecessor, the last interval */
     const __m512i j = _mm512_srli_epi32(
@@ -1068,7 +1066,6 @@ FL__INLINE fl_v_f32 fl__log_1pe_f32(fl_v_f32 d, fl_v_f32 dl, fl_v_f32 rr, fl_v_f
     const fl_v_f32 small = fl_fma_f32(f2, q, corr);
     return fl__lut32_f32(fl__logtab_hi_f32, (fl_vi_f32)j) + (f + small);
 #else
-    (void)rl;
     /* d = 2^k (1 + f), 1 + f in (0.75, 1.5], f exact, k in {0, 1} */
     const fl_vi_f32 id = FL__I32(d), im = id - FL__LOGF_OFF;
     fl_v_f32 f = FL__F32(id - (im & (int32_t)0xff800000)) - one;
@@ -1094,7 +1091,7 @@ FL__INLINE fl_v_f32 fl__logistic_u2_body_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *
     const fl_v_f32 rr = fl__recip_1pe_f32(d, dl);
     *r = rr;
     *er = e * rr;
-    *L = fl__log_1pe_f32(d, dl, rr, e, fl_set1_f32(0.0f), rr, 0);
+    *L = fl__log_1pe_f32(d, dl, rr, e, fl_set1_f32(0.0f), 0);
     return e;
 }
 
@@ -1145,7 +1142,7 @@ FL__INLINE fl_v_f32 fl__logistic_dw_body_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *
     *rl = rlo;
     *erh = eh_rr;
     *erl = fl_fma_f32(eh, rlo, el * rr) - fl__fnma_exact_f32(eh, rr, eh_rr); /* + (eh rr - eh_rr) */
-    *L = fl__log_1pe_f32(d, dl, rr, eh, el, rlo, 1);
+    *L = fl__log_1pe_f32(d, dl, rr, eh, el, 1);
     return eh;
 }
 
@@ -1162,7 +1159,9 @@ FL__COLD fl_v_f32 fl__logistic_u2_slow_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *r,
     return eb;
 }
 
-/* any lane with |x| > 87, inf or NaN: the slow path of fl_logistic_u2_f32 */
+/* lanes with |x| > 87, inf or NaN: the slow path of fl_logistic_u2_f32; the others are
+ * fl__logistic_u2_body_f32's and fl__logistic_dw_body_f32's range (for callers that
+ * check a block of vectors once) */
 FL__INLINE fl_vi_f32 fl_logistic_u2_big_f32(fl_v_f32 x)
 {
     return (FL__I32(x) & 0x7fffffff) > 0x42ae0000;
