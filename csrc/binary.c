@@ -52,6 +52,11 @@
 #define FL_BIN_INLINE static inline __attribute__((always_inline))
 #define FL_BIN_COLD static __attribute__((noinline, cold))
 
+/* whole vectors per block in the logistic kernels (see bcel_block) */
+#ifndef FL_BIN_BLOCK
+#define FL_BIN_BLOCK 4
+#endif
+
 /* ------------------------------------------------------------ sigmoid focal core */
 
 /* The call's constants for the focal kernels. */
@@ -63,7 +68,9 @@ typedef struct {
     int gamma_int;   /* gamma if it is an integer in [1, 8], else 0 */
     /* float32 hard-label path (fl_focal_hard_f32) */
     int hard_ok;     /* gamma is 0 or gamma_int */
-    fl_v_f32 g32, a1_32, a0_32, a1gs_32, a0gs_32; /* gamma, a_t for y = 1 / 0, a_t gs */
+    fl_v_f32 g32;                /* gamma */
+    fl_vi_f32 a0_32, ax_32;      /* a_t's bits for y = 0, and their xor with y = 1's */
+    fl_vi_f32 a0gs_32, axgs_32;  /* the same for a_t grad_scale */
 } fl_focal_k;
 
 /* torchvision's sigmoid_focal_loss and its gradient for one double vector, for labels
@@ -143,44 +150,57 @@ FL_BIN_INLINE void fl_focal_core(const fl_focal_k *k, fl_v_f64 x, fl_v_f64 y, fl
  *   p_t = sigmoid(z), m = 1 - p_t = sigmoid(-z), ce = softplus(-z) = max(-z, 0) + L
  *   loss = a_t ce m^gamma
  *   grad = (1 - 2y) a_t m^gamma (m + gamma ce p_t)      (= torchvision's; every term >= 0)
- * m (r or er) comes as a double-word from fl__logistic_dw_body_f32 and m^gamma is a
- * double-word product, so the float-sized errors left are ce's (L's, ~1 ulp, or 0.5 ulp
- * of max(-z, 0) + L) and the last two roundings: losses within ~2.5 ulp, gradients
- * within a few.  The caller guarantees the lanes' conditions (focal_hardmask). */
-static inline __attribute__((always_inline)) fl_v_f32
-fl_focal_hard_f32(const fl_focal_k *k, fl_v_f32 x, fl_v_f32 y, fl_v_f32 *grad, int want_grad,
-                  int gi /* gamma, 0 to 8 (a constant where the caller can) */)
+ * m comes as a double-word from fl__logistic_m_dw_f32 (sigmoid(|x|) where z < 0, else
+ * sigmoid(-|x|)), with p_t = 1 - m rounded once, and m^gamma is a double-word product, so
+ * the float-sized errors left are ce's (L's, ~1 ulp, or 0.5 ulp of max(-z, 0) + L) and
+ * the last two roundings: losses within ~2.5 ulp, gradients within a few (p_t's ~2 ulp
+ * weigh in the gamma term only).  a_t and a_t grad_scale are picked by label with bit
+ * operations (a0 ^ (y1 & (a0 ^ a1))): a blend is 3 uops on some x86 cores.  The caller
+ * guarantees the lanes' conditions (focal_hardmask). */
+static inline __attribute__((always_inline)) void
+fl_focal_hard_f32(const fl_focal_k *k, const int nv /* vectors: 1 or FL_BIN_BLOCK */,
+                  const fl_v_f32 *x, const fl_v_f32 *y, fl_v_f32 *loss, fl_v_f32 *grad,
+                  int want_grad, int gi /* gamma, 0 to 8 (a constant where the caller can) */)
 {
     const fl_v_f32 zero = fl_set1_f32(0.0f), one = fl_set1_f32(1.0f);
-    fl_v_f32 L, rh, rl, erh, erl;
-    (void)fl__logistic_dw_body_f32(x, &L, &rh, &rl, &erh, &erl);
-    const fl_vi_f32 y1 = y == one;
-    const fl_vi_f32 agree = ~((x >= zero) ^ y1); /* z >= 0: m = sigmoid(-|x|) */
-    const fl_v_f32 mh = fl_select_f32(agree, erh, rh), ml = fl_select_f32(agree, erl, rl);
-    const fl_v_f32 ce = (fl_v_f32)(~agree & (fl_vi_f32)fl_abs_f32(x)) + L;
-    fl_v_f32 Fh = one, Fl = zero;
-    if (gi > 0) {
-        Fh = mh;
-        Fl = ml;
-        if (gi > 1) { /* m^2 = mh^2 + 2 mh ml, double-word */
-            Fh = mh * mh;
-            Fl = fl_fma_f32(mh + mh, ml, -fl__fnma_exact_f32(mh, mh, Fh));
-        }
-        for (int j = 2; j < gi; j++) { /* (Fh + Fl)(mh + ml), double-word */
-            const fl_v_f32 h = Fh * mh;
-            Fl = fl_fma_f32(Fh, ml, Fl * mh) - fl__fnma_exact_f32(Fh, mh, h);
-            Fh = h;
-        }
+    fl_vi_f32 y1[FL_BIN_BLOCK], zneg[FL_BIN_BLOCK];
+    fl_v_f32 L[FL_BIN_BLOCK], mh[FL_BIN_BLOCK], ml[FL_BIN_BLOCK], pt[FL_BIN_BLOCK];
+    /* the vectors' logistic pieces first, then their products: the core overlaps the
+     * independent chains better in that order (AVX2, in L2: 1.55 -> 1.40 ns/el) */
+#pragma GCC unroll 16
+    for (int v = 0; v < nv; v++) {
+        y1[v] = y[v] == one;
+        zneg[v] = (x[v] >= zero) ^ y1[v]; /* z < 0: m = sigmoid(|x|) */
+        (void)fl__logistic_m_dw_f32(x[v], zneg[v], &L[v], &mh[v], &ml[v], &pt[v]);
     }
-    const fl_v_f32 at = fl_select_f32(y1, k->a1_32, k->a0_32);
-    if (want_grad) { /* m, p_t and F each rounded once from their double-words */
-        const fl_v_f32 r = rh + rl, er = erh + erl;
-        const fl_v_f32 pt = fl_select_f32(agree, r, er), m = fl_select_f32(agree, er, r);
-        const fl_v_f32 inner = fl_fma_f32(k->g32 * ce, pt, m);
-        const fl_v_f32 mag = ((Fh + Fl) * inner) * fl_select_f32(y1, k->a1gs_32, k->a0gs_32);
-        *grad = (fl_v_f32)((fl_vi_f32)mag ^ (y1 & (int32_t)0x80000000)); /* (1 - 2y) */
+#pragma GCC unroll 16
+    for (int v = 0; v < nv; v++) {
+        const fl_v_f32 ce = (fl_v_f32)(zneg[v] & (fl_vi_f32)fl_abs_f32(x[v])) + L[v];
+        fl_v_f32 Fh = one, Fl = zero;
+        if (gi > 0) {
+            Fh = mh[v];
+            Fl = ml[v];
+            if (gi > 1) { /* m^2 = mh^2 + 2 mh ml, double-word */
+                Fh = mh[v] * mh[v];
+                Fl = fl_fma_f32(mh[v] + mh[v], ml[v], -fl__fnma_exact_f32(mh[v], mh[v], Fh));
+            }
+            for (int j = 2; j < gi; j++) { /* (Fh + Fl)(mh + ml), double-word */
+                const fl_v_f32 h = Fh * mh[v];
+                Fl = fl_fma_f32(Fh, ml[v], Fl * mh[v]) - fl__fnma_exact_f32(Fh, mh[v], h);
+                Fh = h;
+            }
+        }
+        const fl_v_f32 at = (fl_v_f32)(k->a0_32 ^ (y1[v] & k->ax_32));
+        if (want_grad) { /* m and F each rounded once from their double-words */
+            const fl_v_f32 inner = fl_fma_f32(k->g32 * ce, pt[v], mh[v] + ml[v]);
+            const fl_v_f32 mag =
+                ((Fh + Fl) * inner) * (fl_v_f32)(k->a0gs_32 ^ (y1[v] & k->axgs_32));
+            grad[v] = (fl_v_f32)((fl_vi_f32)mag ^ (y1[v] & (int32_t)0x80000000)); /* (1 - 2y) */
+        } else {
+            grad[v] = zero;
+        }
+        loss[v] = at * fl_fma_f32(ce, Fh, ce * Fl);
     }
-    return at * fl_fma_f32(ce, Fh, ce * Fl);
 }
 
 #define FL_REAL_F32
@@ -395,9 +415,6 @@ FL_BIN_INLINE V FL(bcel_one)(int64_t i, int64_t rem, int tail, const real *x, co
  * pf: the call is large (fl_ew_what's streaming threshold), so its inputs come from DRAM:
  * prefetch them FL_BIN_PREFETCH_BYTES ahead into L1, since one core's demand loads alone
  * leave bandwidth unused (16M elements: 1.15-1.21 -> 0.94-0.97 ns per element). */
-#ifndef FL_BIN_BLOCK
-#define FL_BIN_BLOCK 4
-#endif
 #ifndef FL_BIN_PREFETCH_BYTES
 #define FL_BIN_PREFETCH_BYTES 1024
 #endif
@@ -644,7 +661,7 @@ FL_BIN_INLINE V FL(focal_general)(const fl_focal_k *k, V xv, V yv, double alpha,
 #if defined(FL_REAL_F32)
     if (!fl_any_f32(~hard)) {
         gr = fl_set1_f32(0.0f);
-        l = fl_focal_hard_f32(k, xv, yv, &gr, want_grad, k->gamma_int);
+        fl_focal_hard_f32(k, 1, &xv, &yv, &l, &gr, want_grad, k->gamma_int);
         *gr_o = gr;
         return l;
     }
@@ -671,11 +688,10 @@ FL_BIN_INLINE V FL(focal_general)(const fl_focal_k *k, V xv, V yv, double alpha,
     gr = fl_narrow_f64(gw[0], gw[1]);
     if (FL__UNLIKELY(fl_any_f32(hard))) {
         /* the hard lanes' own path, on inputs made harmless in the other lanes */
-        fl_v_f32 gh = fl_set1_f32(0.0f);
+        fl_v_f32 gh = fl_set1_f32(0.0f), lh;
         const fl_v_f32 zero = fl_set1_f32(0.0f);
-        const fl_v_f32 lh = fl_focal_hard_f32(k, fl_select_f32(hard, xv, zero),
-                                              fl_select_f32(hard, yv, zero), &gh, want_grad,
-                                              k->gamma_int);
+        const fl_v_f32 xh = fl_select_f32(hard, xv, zero), yh = fl_select_f32(hard, yv, zero);
+        fl_focal_hard_f32(k, 1, &xh, &yh, &lh, &gh, want_grad, k->gamma_int);
         l = fl_select_f32(hard, lh, l);
         gr = fl_select_f32(hard, gh, gr);
     }
@@ -694,19 +710,47 @@ FL_BIN_INLINE V FL(focal_general)(const fl_focal_k *k, V xv, V yv, double alpha,
 }
 
 /* Lanes for the float32 hard-label path: y in {0, 1} and |x| <= 87 (inf, NaN excluded),
- * when the call's gamma allows it (k->hard_ok); none for float64. */
-FL_BIN_INLINE VI FL(focal_hardmask)(const fl_focal_k *k, V xv, V yv)
+ * when the call's gamma allows it (k->hard_ok); none for float64.  focal_softmask is its
+ * complement, cheaper: y - y^2 is exactly 0 for y in {0, 1} only (NaN and inf give NaN;
+ * elsewhere |y - y^2| >= 2^-25 or ~y, never rounded to 0, fused or not). */
+FL_BIN_INLINE VI FL(focal_softmask)(const fl_focal_k *k, V xv, V yv)
 {
 #if defined(FL_REAL_F32)
-    if (!k->hard_ok) return FL_BIN_SET1I(0) != FL_BIN_SET1I(0);
-    return ((yv == RC(0.0)) | (yv == RC(1.0))) & ~fl_logistic_u2_big_f32(xv);
+    if (!k->hard_ok) return FL_BIN_SET1I(0) == FL_BIN_SET1I(0);
+    return (fl_fma_f32(-yv, yv, yv) != RC(0.0)) | fl_logistic_u2_big_f32(xv);
 #else
     (void)k;
     (void)xv;
     (void)yv;
-    return FL_BIN_SET1I(0) != FL_BIN_SET1I(0);
+    return FL_BIN_SET1I(0) == FL_BIN_SET1I(0);
 #endif
 }
+FL_BIN_INLINE VI FL(focal_hardmask)(const fl_focal_k *k, V xv, V yv)
+{
+    return ~FL(focal_softmask)(k, xv, yv);
+}
+
+#if defined(FL_REAL_F32)
+/* A block of FL_BIN_BLOCK whole vectors at element i through focal_general, out of line:
+ * inlined, it made the all-hard blocks' loop slower (AVX2, in L2: 1.43 -> 1.65 ns per
+ * element, register allocation for both paths at once).  Returns the block's loss sum. */
+__attribute__((noinline)) static fl_v_f64 FL(focal_block_general)(
+    int64_t i, const real *x, const real *y, real *loss_out, real *grad_out, int what,
+    const fl_focal_k *k, double alpha, real ra, real g, real rgs)
+{
+    fl_v_f64 acc = fl_set1_f64(0.0);
+    for (int q = 0; q < FL_BIN_BLOCK; q++) {
+        const V xv = FL(fl_load)(x + i + q * VL), yv = FL(fl_load)(y + i + q * VL);
+        V gr = FL(fl_set1)(RC(0.0));
+        const V l = FL(focal_general)(k, xv, yv, alpha, ra, g, rgs, &gr, what & FL_EW_GRAD,
+                                      FL(focal_hardmask)(k, xv, yv));
+        if (what & FL_EW_LOSS) FL(fl_store)(loss_out + i + q * VL, l);
+        if (what & FL_EW_GRAD) FL(fl_store)(grad_out + i + q * VL, gr);
+        acc += FL(fl_ew_widen_sum)(l);
+    }
+    return acc;
+}
+#endif
 
 #if defined(FL_REAL_F32)
 /* The whole vectors of a float32 focal call, in blocks of FL_BIN_BLOCK: a block whose
@@ -722,34 +766,26 @@ FL_BIN_INLINE int64_t FL(focal_blocks)(int64_t n, const real *x, const real *y, 
     int64_t i = 0;
     for (; i + FL_BIN_BLOCK * VL <= n; i += FL_BIN_BLOCK * VL) {
         V xv[FL_BIN_BLOCK], yv[FL_BIN_BLOCK];
-        VI hard[FL_BIN_BLOCK], all = FL_BIN_SET1I(0) == FL_BIN_SET1I(0);
+        VI soft = FL_BIN_SET1I(0) != FL_BIN_SET1I(0);
         fl_v_f64 acc = fl_set1_f64(0.0);
         if (pf) FL(bin_prefetch_block)(x + i, y + i);
 #pragma GCC unroll 16
         for (int q = 0; q < FL_BIN_BLOCK; q++) {
             xv[q] = FL(fl_load)(x + i + q * VL);
             yv[q] = FL(fl_load)(y + i + q * VL);
-            hard[q] = FL(focal_hardmask)(k, xv[q], yv[q]);
-            all &= hard[q];
+            soft |= FL(focal_softmask)(k, xv[q], yv[q]);
         }
-        if (FL__LIKELY(!FL(fl_any)(~all))) {
+        if (FL__LIKELY(!FL(fl_any)(soft))) {
+            V l[FL_BIN_BLOCK], gr[FL_BIN_BLOCK];
+            fl_focal_hard_f32(k, FL_BIN_BLOCK, xv, yv, l, gr, want_grad, gi);
 #pragma GCC unroll 16
             for (int q = 0; q < FL_BIN_BLOCK; q++) {
-                V gr = FL(fl_set1)(RC(0.0));
-                const V l = fl_focal_hard_f32(k, xv[q], yv[q], &gr, want_grad, gi);
-                if (what & FL_EW_LOSS) FL(fl_store)(loss_out + i + q * VL, l);
-                if (want_grad) FL(fl_store)(grad_out + i + q * VL, gr);
-                acc += FL(fl_ew_widen_sum)(l);
+                if (what & FL_EW_LOSS) FL(fl_store)(loss_out + i + q * VL, l[q]);
+                if (want_grad) FL(fl_store)(grad_out + i + q * VL, gr[q]);
+                acc += FL(fl_ew_widen_sum)(l[q]);
             }
         } else {
-            for (int q = 0; q < FL_BIN_BLOCK; q++) {
-                V gr = FL(fl_set1)(RC(0.0));
-                const V l = FL(focal_general)(k, xv[q], yv[q], alpha, ra, g, rgs, &gr,
-                                              want_grad, hard[q]);
-                if (what & FL_EW_LOSS) FL(fl_store)(loss_out + i + q * VL, l);
-                if (want_grad) FL(fl_store)(grad_out + i + q * VL, gr);
-                acc += FL(fl_ew_widen_sum)(l);
-            }
+            acc = FL(focal_block_general)(i, x, y, loss_out, grad_out, what, k, alpha, ra, g, rgs);
         }
         fl_ew_twosum(s, c, acc);
     }
@@ -776,10 +812,13 @@ double FLK(fl_sigmoid_focal)(int64_t n, const real *x, const real *y, double alp
 #if defined(FL_REAL_F32)
     k.hard_ok = k.gamma_zero || k.gamma_int > 0;
     k.g32 = fl_set1_f32(g);
-    k.a1_32 = fl_set1_f32(k.use_alpha ? ra : 1.0f);
-    k.a0_32 = fl_set1_f32(k.use_alpha ? (real)(1.0 - alpha) : 1.0f);
-    k.a1gs_32 = fl_set1_f32((k.use_alpha ? ra : 1.0f) * rgs);
-    k.a0gs_32 = fl_set1_f32((k.use_alpha ? (real)(1.0 - alpha) : 1.0f) * rgs);
+    {
+        const float a1 = k.use_alpha ? ra : 1.0f, a0 = k.use_alpha ? (real)(1.0 - alpha) : 1.0f;
+        k.a0_32 = (fl_vi_f32)fl_set1_f32(a0);
+        k.ax_32 = k.a0_32 ^ (fl_vi_f32)fl_set1_f32(a1);
+        k.a0gs_32 = (fl_vi_f32)fl_set1_f32(a0 * rgs);
+        k.axgs_32 = k.a0gs_32 ^ (fl_vi_f32)fl_set1_f32(a1 * rgs);
+    }
 #endif
     fl_v_f64 s = fl_set1_f64(0.0), c = fl_set1_f64(0.0);
     int64_t i = 0;

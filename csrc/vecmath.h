@@ -929,30 +929,32 @@ FL__INLINE fl_v_f32 fl_logistic_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *r, fl_v_f
  * fl_logistic_u2_f32(x, &L, &r, &er): the same four results as fl_logistic_f32 with about
  * half its operations, for the float32 logistic losses (BCE with logits), which are
  * bound by their arithmetic:
- *   returns e = exp(-|x|)             the same bits as fl_exp_u1_f32(-|x|)
+ *   returns e = exp(-|x|)             within 2 ulp (a double-word's high part)
  *   *L  = log1p(e) = softplus(-|x|)   within 2 ulp  } of the exact functions of x;
- *   *r  = 1 / (1 + e) = sigmoid(|x|)  within 1 ulp  } measured over every float:
- *   *er = e r = sigmoid(-|x|)         within 2 ulp  } L 1.57 / 1.58 / 1.61, r 0.77,
- *                                                     er 1.96 (AVX-512 / AVX2 / SSE2)
- * (e's own rounding, 0.51 ulp, counts double where e is in a higher binade than L or er:
- * that is most of the error.  tests/c/test_vecmath.c checks the bounds.)
- * Where fl_logistic_f32 carries e as a double-word and corrects each result, this takes e
- * once rounded, and 1 + e = d + dl exactly (Fast2Sum: 1 >= e):
+ *   *r  = 1 / (1 + e) = sigmoid(|x|)  within 1 ulp  } measured over every float: see
+ *   *er = e r = sigmoid(-|x|)         within 2 ulp  } the table below
+ * e = exp(-|x|) = eh + el comes from fl__exp_dw_f32 (to ~2^-30 relative), so that its
+ * rounding does not count in L and er; 1 + e = d + dl with dl ~ 2^-24 d:
  *   r = 1 / (d + dl): an estimate r0 of 1 / d (AVX-512: VRCP14, relative error < 2^-14;
  *       elsewhere the division) and one Newton step that includes dl:
  *       r = r0 + r0 (1 - d r0 - dl r0), 1 - d r0 exact (FMA).
- *   L = log(d) + dl r, d in [1, 2].  AVX-512: the top 5 mantissa bits of d pick one of
- *       32 intervals; a table (VPERMT2PS, no memory gather) gives c ~ 1 / its centre,
- *       with 7 bits, so that f = d c - 1 in [-0.0174, 1/32] is exact or within 2^-31,
- *       and -log c as a double-word; log1p(f) from its degree-5 Taylor polynomial
- *       (relative error < 2^-27.6).  The first interval has c = 1 (f = d - 1 exactly), so
- *       L keeps its relative accuracy for tiny e.  d = 2 (x = 0) takes the last interval.
- *       Other targets: fl__log1pf_inner's degree-7 polynomial after the log reduction
- *       (k in {0, 1}).
+ *   er = eh r + el r.
+ *   L = log(d) + dl r (fl__log_1pe_f32): a table where a lane permute makes it cheap
+ *       (AVX-512: 32 entries, VPERMT2PS; AVX2: 8 entries, VPERMPS), else a polynomial.
+ * Measured maxima over every float (ulp; tests/c/test_vecmath.c checks the bounds above
+ * on 2^22 patterns per target):
+ *                     L      r      er    (every third float with |x| <= 87)
+ *   AVX-512          1.38   0.53   1.25
+ *   AVX2             1.39   0.52   1.26
+ *   SSE2 (no FMA)    1.38   0.54   1.54
+ * (before the double-word e: 1.57 / 0.77 / 1.96, e's rounding counting in L and er)
  * Lanes with |x| > 87 (or inf, NaN) take a cold path, lane by lane, the other lanes
  * getting the same bits as in the fast body: there e < 2^-125 (subnormal or 0), where
  * log1p(e) = e / (1 + e) = e exactly rounded, so L = er = e and r = 1; NaN gives NaN
  * in all four.
+ *
+ * fl__logistic_m_dw_f32 gives focal what it raises to a power: m = sigmoid(-|x|) or
+ * sigmoid(|x|), chosen per lane, as a double-word, with 1 - m and L.
  */
 #if FL__ISA == FL__ISA_AVX512
 /* c_j: 7-bit approximation of 1 / (1 + (j + 1/2) / 32), c_0 = 1 */
@@ -1016,6 +1018,39 @@ FL__INLINE fl_v_f32 fl__lut32_f32(const float *t, fl_vi_f32 idx)
 }
 #endif
 
+#if FL__ISA == FL__ISA_AVX2
+/* The AVX2 tables: 8 entries, one register each (VPERMPS reads the low 3 bits of each
+ * index lane).  log: 8 intervals of d in [1, 2], [1, 17/16) then 1/8 wide, then the
+ * last one [29/16, 2]; c_j ~ 1 / its centre with 5 bits (c_0 = 1), so that
+ * f = d c_j - 1 in [-0.0704, 0.0665] is EXACT (a multiple of 2^-28 below 2^-4); -log(c_j)
+ * = hi + lo to ~2^-48 relative (mpmath, 200 bits). */
+static const float fl__logtab8_c_f32[8] __attribute__((aligned(32), unused)) = {
+    0x1p+0f, 0x1.cp-1f, 0x1.ap-1f, 0x1.7p-1f, 0x1.5p-1f, 0x1.4p-1f, 0x1.2p-1f, 0x1.1p-1f,
+};
+static const float fl__logtab8_hi_f32[8] __attribute__((aligned(32), unused)) = {
+    0.0f, 0x1.1178e8p-3f, 0x1.a93ed4p-3f, 0x1.522aep-2f,
+    0x1.af5296p-2f, 0x1.e148a2p-2f, 0x1.269622p-1f, 0x1.43dap-1f,
+};
+static const float fl__logtab8_lo_f32[8] __attribute__((aligned(32), unused)) = {
+    0.0f, 0x1.13f23ep-30f, -0x1.ba930ep-30f, 0x1.ce28f6p-28f,
+    -0x1.b6e646p-27f, -0x1.76364cp-28f, -0x1.d9648ep-26f, -0x1.a0db88p-26f,
+};
+/* 2^(j / 8) = hi + lo (to ~2^-48 relative; mpmath, 200 bits) */
+static const float fl__exptab8_hi_f32[8] __attribute__((aligned(32), unused)) = {
+    0x1p+0f, 0x1.172b84p+0f, 0x1.306fep+0f, 0x1.4bfdaep+0f,
+    0x1.6a09e6p+0f, 0x1.8ace54p+0f, 0x1.ae89fap+0f, 0x1.d5818ep+0f,
+};
+static const float fl__exptab8_lo_f32[8] __attribute__((aligned(32), unused)) = {
+    0.0f, -0x1.c15742p-27f, 0x1.4636e2p-25f, -0x1.593abcp-25f,
+    0x1.9fcef4p-26f, 0x1.15506ep-27f, -0x1.a94b14p-26f, -0x1.822dbcp-27f,
+};
+/* t[j] for j = the low 3 bits of each lane of idx */
+FL__INLINE fl_v_f32 fl__lut8_f32(const float *t, fl_vi_f32 idx)
+{
+    return (fl_v_f32)_mm256_permutevar8x32_ps(_mm256_load_ps(t), (__m256i)idx);
+}
+#endif
+
 /* 1 / (d + dl) for d in [1, 2], |dl| <= ulp(d): an estimate of 1 / d (AVX-512: VRCP14,
  * relative error < 2^-14; elsewhere the division) and one Newton step that includes dl */
 FL__INLINE fl_v_f32 fl__recip_1pe_f32(fl_v_f32 d, fl_v_f32 dl)
@@ -1035,10 +1070,17 @@ FL__INLINE fl_v_f32 fl__recip_1pe_f32(fl_v_f32 d, fl_v_f32 dl)
  *   log(d) + log1p(dl / d),  log1p(dl / d) ~ dl rr.
  * Where d = 1 and L ~ dl, the neglected (dl / d)^2 / 2, rr's rounding and dl's own are up
  * to half an ulp each; when exact, the polynomial is evaluated where e is small at f = eh itself
- * (exact) plus el / (1 + e), with no d, dl or rr in it: AVX-512 in the first table
- * interval (c = 1, e < 2^-5 + 2^-24; in the other intervals L >= 0.03 and dl rr is
- * within 2^-48 of log1p(dl / d), below a hundredth of an ulp), other targets where the
- * reduction's k is 0 (e <= 1/2, inside the polynomial's range). */
+ * (exact) plus el / (1 + e), with no d, dl or rr in it: table targets in the first
+ * interval (c = 1: AVX-512 e < 2^-5 + 2^-24, AVX2 e < 2^-4 + 2^-24; in the other
+ * intervals L >= 0.03 and dl rr is within 2^-48 of log1p(dl / d), below a hundredth of an
+ * ulp), other targets where the reduction's k is 0 (e <= 1/2, inside the polynomial's
+ * range).
+ * Tables: f = d c - 1 (exact or within 2^-31) for the interval's c, log(d) = -log(c) +
+ * log1p(f), log1p(f) = f + f^2 q(f): AVX-512, |f| <= 1/32, q the degree-3 Taylor
+ * polynomial (relative error < 2^-27.6); AVX2, |f| <= 0.0704, q a degree-4 minimax
+ * polynomial (relative error 2^-29.8 with its float coefficients; mpmath, Lawson).  f is
+ * exact, so its small terms (with the dl or el term and the table's low part) are added
+ * to f with one rounding, then the table's high part. */
 FL__INLINE fl_v_f32 fl__log_1pe_f32(fl_v_f32 d, fl_v_f32 dl, fl_v_f32 rr, fl_v_f32 eh,
                                     fl_v_f32 el, int exact)
 {
@@ -1061,10 +1103,27 @@ FL__INLINE fl_v_f32 fl__log_1pe_f32(fl_v_f32 d, fl_v_f32 dl, fl_v_f32 rr, fl_v_f
     const fl_v_f32 f2 = f * f;
     const fl_v_f32 q = fl_fma_f32(f2, fl_fma_f32(f, fl_set1_f32(0x1.99999ap-3f), fl_set1_f32(-0.25f)),
                                   fl_fma_f32(f, fl_set1_f32(0x1.555556p-2f), fl_set1_f32(-0.5f)));
-    /* log1p(f) = f + f^2 q: f exact, so its small terms (with the dl or el term and the
-     * table's low part) are added to f with one rounding */
-    const fl_v_f32 small = fl_fma_f32(f2, q, corr);
-    return fl__lut32_f32(fl__logtab_hi_f32, (fl_vi_f32)j) + (f + small);
+    return fl__lut32_f32(fl__logtab_hi_f32, (fl_vi_f32)j) + (f + fl_fma_f32(f2, q, corr));
+#elif FL__ISA == FL__ISA_AVX2
+    /* interval index: the top 3 mantissa bits of d + 1/16 (exact below 2 - 1/16), which
+     * is clamped to the bits of the float below 2 (j = 7) */
+    const fl_vi_f32 j = FL__I32(_mm256_min_epi32((__m256i)FL__I32(d + 0.0625f),
+                                                 _mm256_set1_epi32(0x3fffffff))) >> 20;
+    const fl_v_f32 lo = fl__lut8_f32(fl__logtab8_lo_f32, j);
+    fl_v_f32 f = fl_fma_f32(d, fl__lut8_f32(fl__logtab8_c_f32, j), -one);
+    fl_v_f32 corr; /* the dl or el term, plus the table's low part */
+    if (exact) {
+        const fl_vi_f32 j0 = d < 1.0625f; /* the first interval */
+        f = fl_select_f32(j0, eh, f);
+        corr = fl_select_f32(j0, el * rr, dl * rr) + lo;
+    } else {
+        corr = fl_fma_f32(dl, rr, lo);
+    }
+    fl_v_f32 q = fl_fma_f32(fl_set1_f32(-0x1.5ac2c4p-3f), f, fl_set1_f32(0x1.9b8176p-3f));
+    q = fl_fma_f32(q, f, fl_set1_f32(-0x1.fffb1ep-3f));
+    q = fl_fma_f32(q, f, fl_set1_f32(0x1.5554fap-2f));
+    q = fl_fma_f32(q, f, fl_set1_f32(-0.5f));
+    return fl__lut8_f32(fl__logtab8_hi_f32, j) + (f + fl_fma_f32(f * f, q, corr));
 #else
     /* d = 2^k (1 + f), 1 + f in (0.75, 1.5], f exact, k in {0, 1} */
     const fl_vi_f32 id = FL__I32(d), im = id - FL__LOGF_OFF;
@@ -1080,31 +1139,23 @@ FL__INLINE fl_v_f32 fl__log_1pe_f32(fl_v_f32 d, fl_v_f32 dl, fl_v_f32 rr, fl_v_f
 #endif
 }
 
-/* fast body, |x| <= 87 */
-FL__INLINE fl_v_f32 fl__logistic_u2_body_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *r, fl_v_f32 *er)
-{
-    const fl_v_f32 one = fl_set1_f32(1.0f);
-    fl_v_f32 t;
-    const fl_v_f32 p = fl__expf_kernel(fl__negabs_f32(x), &t, 0);
-    const fl_v_f32 e = FL__F32(FL__I32(p) + (FL__I32(t) << 23)); /* fl_exp_u1_f32(-|x|) */
-    const fl_v_f32 d = one + e, dl = (one - d) + e;                /* 1 + e = d + dl */
-    const fl_v_f32 rr = fl__recip_1pe_f32(d, dl);
-    *r = rr;
-    *er = e * rr;
-    *L = fl__log_1pe_f32(d, dl, rr, e, fl_set1_f32(0.0f), 0);
-    return e;
-}
-
 /* exp(x) = eh + el to ~2^-30 relative for -87 <= x <= 0 (no range check), with fewer
- * operations than fl__exp_dd_f32 where a table is cheap (AVX-512: VPERMT2PS):
- * x = (32 k + j) ln2 / 32 + r, |r| <= ln2 / 64, exp(x) = 2^k T_j (1 + p(r)), T_j =
- * 2^(j / 32) as a double-word, p the degree-3 Taylor polynomial of e^r - 1 (relative
- * error 2^-30.7); the rounding of T_hi (1 + p) recovered by an FMA.  eh is normal
- * (exp(-87) > 2^-126), el may be subnormal. */
+ * operations than fl__exp_dd_f32 where a table is cheap: x = (N k + j) ln2 / N + r,
+ * exp(x) = 2^k T_j (1 + p(r)), T_j = 2^(j / N) as a double-word, the rounding of
+ * T_hi (1 + p) recovered by an FMA.
+ *   AVX-512: N = 32 (VPERMT2PS), |r| <= ln2 / 64, p the degree-3 Taylor polynomial of
+ *            e^r - 1 (relative error 2^-30.7);
+ *   AVX2:    N = 8 (VPERMPS), |r| <= ln2 / 16, p = r + r^2 (1/2 + c3 r + c4 r^2), minimax
+ *            (relative error 2^-32.3 with its float coefficients; mpmath, Lawson);
+ *   others:  fl__exp_dd_f32.
+ * ln2 / N is split Cody-Waite style with 12 bits in the high part (n ln2/N exact for
+ * |n| < 2^12).  eh is normal (exp(-87) > 2^-126; 2^k T_j (1 + p) >= 2^-126 for x >= -87:
+ * the lowest k comes with j >= N / 2), el may be subnormal. */
 FL__INLINE fl_v_f32 fl__exp_dw_f32(fl_v_f32 x, fl_v_f32 *el)
 {
-#if FL__ISA == FL__ISA_AVX512
+#if FL__ISA == FL__ISA_AVX512 || FL__ISA == FL__ISA_AVX2
     const fl_v_f32 shift = fl_set1_f32(FL__EXPF_SHIFT);
+#if FL__ISA == FL__ISA_AVX512
     const fl_v_f32 t = fl_fma_f32(x, fl_set1_f32(0x1.715476p+5f), shift); /* 32 / ln2 */
     const fl_v_f32 n = t - shift;
     const fl_v_f32 rhi = fl_fma_f32(n, fl_set1_f32(-0x1.62ep-6f), x); /* ln2/32, 12 bits: exact */
@@ -1112,8 +1163,20 @@ FL__INLINE fl_v_f32 fl__exp_dw_f32(fl_v_f32 x, fl_v_f32 *el)
     const fl_v_f32 p = fl_fma_f32(r * r, fl_fma_f32(r, fl_set1_f32(0x1.555556p-3f), fl_set1_f32(0.5f)), r);
     const fl_vi_f32 it = FL__I32(t); /* n in the low bits: j = n mod 32, the table index */
     const fl_v_f32 th = fl__lut32_f32(fl__exptab_hi_f32, it), tl = fl__lut32_f32(fl__exptab_lo_f32, it);
-    const fl_v_f32 h = fl_fma_f32(th, p, th);
     const fl_vi_f32 kb = (it >> 5) << 23; /* k << 23 (the shift's bits leave the word) */
+#else
+    const fl_v_f32 t = fl_fma_f32(x, fl_set1_f32(0x1.715476p+3f), shift); /* 8 / ln2 */
+    const fl_v_f32 n = t - shift;
+    const fl_v_f32 rhi = fl_fma_f32(n, fl_set1_f32(-0x1.62ep-4f), x); /* ln2/8, 12 bits: exact */
+    const fl_v_f32 r = fl_fma_f32(n, fl_set1_f32(-0x1.0bfbe8p-18f), rhi);
+    const fl_v_f32 q = fl_fma_f32(fl_fma_f32(fl_set1_f32(0x1.554826p-5f), r, fl_set1_f32(0x1.555c84p-3f)),
+                                  r, fl_set1_f32(0.5f));
+    const fl_v_f32 p = fl_fma_f32(r * r, q, r);
+    const fl_vi_f32 it = FL__I32(t); /* n in the low bits: j = n mod 8, the table index */
+    const fl_v_f32 th = fl__lut8_f32(fl__exptab8_hi_f32, it), tl = fl__lut8_f32(fl__exptab8_lo_f32, it);
+    const fl_vi_f32 kb = (it >> 3) << 23; /* k << 23 (the shift's bits leave the word) */
+#endif
+    const fl_v_f32 h = fl_fma_f32(th, p, th);
     *el = (fl_fma_f32(th, p, th - h) + tl) * FL__F32(kb + 0x3f800000);
     return FL__F32(FL__I32(h) + kb);
 #else
@@ -1121,28 +1184,49 @@ FL__INLINE fl_v_f32 fl__exp_dw_f32(fl_v_f32 x, fl_v_f32 *el)
 #endif
 }
 
-/* The logistic pieces with sigmoid(+-|x|) as double-words, for |x| <= 87 (no range
- * check: the caller's), for float32 losses that raise a sigmoid to a power (focal):
- *   *L = log1p(e) within ~1 ulp (e = exp(-|x|) is carried exactly: the exp kernel's
- *   roundings recovered); r = rh + rl = 1 / (1 + e), er = erh + erl = e / (1 + e), each
- *   to ~2^-44 relative; rh within 1 ulp, erh within ~1 ulp.  Returns e's high part. */
-FL__INLINE fl_v_f32 fl__logistic_dw_body_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *rh,
-                                             fl_v_f32 *rl, fl_v_f32 *erh, fl_v_f32 *erl)
+/* fast body, |x| <= 87 */
+FL__INLINE fl_v_f32 fl__logistic_u2_body_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *r, fl_v_f32 *er)
+{
+    const fl_v_f32 one = fl_set1_f32(1.0f);
+    fl_v_f32 el;
+    const fl_v_f32 e = fl__exp_dw_f32(fl__negabs_f32(x), &el); /* exp(-|x|) = e + el */
+    const fl_v_f32 d = one + e, dl = ((one - d) + e) + el;        /* 1 + e + el = d + dl */
+    const fl_v_f32 rr = fl__recip_1pe_f32(d, dl);
+    *r = rr;
+    *er = fl_fma_f32(e, rr, el * rr);
+    *L = fl__log_1pe_f32(d, dl, rr, e, el, 0);
+    return e;
+}
+
+/* For float32 losses that raise a sigmoid to a power (focal), |x| <= 87 (no range check:
+ * the caller's).  With e = exp(-|x|) = eh + el (fl__exp_dw_f32):
+ *   m = mh + ml = sigmoid(|x|) = 1 / (1 + e) in the lanes of `up`,
+ *                 sigmoid(-|x|) = e / (1 + e) in the others;   to ~2^-44 relative
+ *   *mc = 1 - m (= the other one), rounded once:               within ~2 ulp
+ *   *L  = log1p(e):                                            within ~1 ulp
+ * m's numerator (1 or eh + el) is chosen before the division: with r0 = 1 / d (d + dl =
+ * 1 + e, r0 within 1 ulp), mh = n r0 and ml = ((n - mh d) - mh dl + nl) r0, the first
+ * residual exact (FMA), so r0's error enters only squared.  Returns eh. */
+FL__INLINE fl_v_f32 fl__logistic_m_dw_f32(fl_v_f32 x, fl_vi_f32 up, fl_v_f32 *L, fl_v_f32 *mh,
+                                          fl_v_f32 *ml, fl_v_f32 *mc)
 {
     const fl_v_f32 one = fl_set1_f32(1.0f);
     fl_v_f32 el;
     const fl_v_f32 eh = fl__exp_dw_f32(fl__negabs_f32(x), &el); /* e = eh + el */
     const fl_v_f32 d = one + eh, dl = ((one - d) + eh) + el;     /* 1 + e = d + dl */
-    const fl_v_f32 rr = fl__recip_1pe_f32(d, dl);
-    /* rr's residual: r = rr (1 + rho), rho = 1 - (d + dl) rr */
-    const fl_v_f32 rho = fl_fma_f32(-dl, rr, fl__fnma_exact_f32(d, rr, one));
-    const fl_v_f32 rlo = rr * rho;
-    const fl_v_f32 eh_rr = eh * rr;
-    *rh = rr;
-    *rl = rlo;
-    *erh = eh_rr;
-    *erl = fl_fma_f32(eh, rlo, el * rr) - fl__fnma_exact_f32(eh, rr, eh_rr); /* + (eh rr - eh_rr) */
-    *L = fl__log_1pe_f32(d, dl, rr, eh, el, 1);
+#if FL__ISA == FL__ISA_AVX512
+    fl_v_f32 r0 = (fl_v_f32)_mm512_rcp14_ps((__m512)d);
+    r0 = fl_fma_f32(r0, fl__fnma_exact_f32(d, r0, one), r0); /* 1 / d within ~1 ulp */
+#else
+    const fl_v_f32 r0 = one / d;
+#endif
+    const fl_v_f32 nh = fl_select_f32(up, one, eh), nl = FL__F32(~up & FL__I32(el));
+    const fl_v_f32 h = nh * r0;
+    const fl_v_f32 res = fl_fma_f32(-h, dl, fl__fnma_exact_f32(d, h, nh)) + nl;
+    *mh = h;
+    *ml = res * r0;
+    *mc = fl_select_f32(up, eh, one) * r0;
+    *L = fl__log_1pe_f32(d, dl, r0, eh, el, 1);
     return eh;
 }
 
@@ -1150,17 +1234,17 @@ FL__COLD fl_v_f32 fl__logistic_u2_slow_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *r,
 {
     const fl_vi_f32 big = (FL__I32(x) & 0x7fffffff) > 0x42ae0000; /* |x| > 87, inf, NaN */
     fl_v_f32 Lb, rb, erb;
-    (void)fl__logistic_u2_body_f32(fl_select_f32(big, fl_set1_f32(0.0f), x), &Lb, &rb, &erb);
+    const fl_v_f32 e = fl__logistic_u2_body_f32(fl_select_f32(big, fl_set1_f32(0.0f), x), &Lb, &rb, &erb);
     const fl_v_f32 eb = fl_exp_u1_f32(fl__negabs_f32(x)); /* NaN stays NaN */
     const fl_v_f32 rbig = fl_select_f32(eb == eb, fl_set1_f32(1.0f), eb);
     *L = fl_select_f32(big, eb, Lb);
     *r = fl_select_f32(big, rbig, rb);
     *er = fl_select_f32(big, eb, erb);
-    return eb;
+    return fl_select_f32(big, eb, e);
 }
 
 /* lanes with |x| > 87, inf or NaN: the slow path of fl_logistic_u2_f32; the others are
- * fl__logistic_u2_body_f32's and fl__logistic_dw_body_f32's range (for callers that
+ * fl__logistic_u2_body_f32's and fl__logistic_m_dw_f32's range (for callers that
  * check a block of vectors once) */
 FL__INLINE fl_vi_f32 fl_logistic_u2_big_f32(fl_v_f32 x)
 {
