@@ -10,6 +10,12 @@ of that bandwidth the fastloss call reaches (bytes a single pass must move / tim
 fastloss is compared with the reference at 1 thread each, and with torch at --threads
 each (default: all cores).
 
+--isa avx2 runs every contender as an AVX2-only CPU (AMD Zen 3, say) would, on a machine
+that also has AVX-512: the script runs itself again with FASTLOSS_TARGET=avx2,
+NPY_DISABLE_CPU_FEATURES set to NumPy's AVX-512 dispatch targets and
+ATEN_CPU_CAPABILITY=avx2 (torch), so that the ratios compare like with like.  The
+instruction set, not the microarchitecture: the numbers are still this machine's.
+
 Writes bench/results/report.md, report.json and (with matplotlib) report.png.
 """
 import argparse
@@ -36,6 +42,35 @@ def cpu_name():
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def numpy_simd():
+    """NumPy's dispatch targets this process uses (NPY_DISABLE_CPU_FEATURES applied)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+    except ImportError:  # NumPy 1.x
+        try:
+            from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
+        except ImportError:
+            return "unknown"
+    return " ".join(d for d in __cpu_dispatch__ if __cpu_features__.get(d)) or "baseline"
+
+
+def reexec_for_isa(isa, argv):
+    """Runs this script again with every library restricted to `isa` (see --isa)."""
+    if os.environ.get("FASTLOSS_BENCH_ISA") == isa:
+        return
+    try:
+        from numpy._core._multiarray_umath import __cpu_dispatch__
+    except ImportError:
+        from numpy.core._multiarray_umath import __cpu_dispatch__
+    env = dict(os.environ, FASTLOSS_BENCH_ISA=isa, FASTLOSS_TARGET=isa, ATEN_CPU_CAPABILITY=isa)
+    above = [d for d in __cpu_dispatch__ if "AVX512" in d or d == "X86_V4"]
+    if above:
+        env["NPY_DISABLE_CPU_FEATURES"] = " ".join(above)
+    args = [sys.executable, os.path.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)
+    sys.stdout.flush()
+    os.execve(sys.executable, args, env)
 
 
 def cpu_flags():
@@ -107,7 +142,8 @@ def markdown(meta, bw, results):
     lines = [
         f"fastloss {meta['fastloss']} | numpy {meta['numpy']} | torch {meta['torch']} | "
         f"sklearn {meta['sklearn']} | {meta['cpu']} ({', '.join(meta['cpu_flags'])}) | "
-        f"{meta['dtype']} | kernels: {meta['target']} | STREAM triad (1 thread) {bw / 1e9:.1f} GB/s",
+        f"{meta['dtype']} | kernels: {meta['target']} | NumPy SIMD: {meta['numpy_simd']} | "
+        f"torch SIMD: {meta['torch_simd']} | STREAM triad (1 thread) {bw / 1e9:.1f} GB/s",
         "",
         f"fastloss and the NumPy reference on 1 thread; fastloss ({meta['threads']}t) and torch "
         f"on {meta['threads']} threads.  ns/el = nanoseconds per element.",
@@ -169,7 +205,11 @@ def main(argv=None):
                    help="threads for fastloss_mt and torch (default: all cores)")
     p.add_argument("--out", default=os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                                  "results"))
+    p.add_argument("--isa", choices=("avx2",),
+                   help="restrict fastloss, NumPy and torch to this instruction set")
     args = p.parse_args(argv)
+    if args.isa:
+        reexec_for_isa(args.isa, argv)
     torch = optional("torch")
     sk = optional("sklearn")
     meta = {
@@ -178,7 +218,10 @@ def main(argv=None):
         "sklearn": getattr(sk, "__version__", "not installed"),
         "python": platform.python_version(), "cpu": cpu_name(), "cpu_flags": cpu_flags(),
         "dtype": args.dtype, "threads": args.threads, "scale": args.scale,
-        "target": fastloss._dispatch_info()["target"],
+        "target": fastloss._dispatch_info()["target"], "numpy_simd": numpy_simd(),
+        "torch_simd": (torch.backends.cpu.get_cpu_capability()
+                       if torch is not None and hasattr(torch.backends, "cpu") else "-"),
+        "isa": args.isa or "native",
     }
     print(f"{meta['cpu']} | numpy {meta['numpy']} | torch {meta['torch']}", flush=True)
     bw, results = run(np.dtype(args.dtype), args.scale, args.repeats, args.min_time,
