@@ -353,14 +353,33 @@ FL__INLINE fl_v_f64 fl_load_partial_f64(const double *p, int64_t n, double fill)
 #endif
 }
 
-/* Partial (tail) store: writes lanes [0, n) to p[0..n) and nothing else (n >= 0). */
+/* Partial (tail) store: writes lanes [0, n) to p[0..n) and nothing else (n >= 0).
+ * AVX2: 16-, 8- and 4-byte stores by the bits of n, not VMASKMOVPS: AMD Zen 2 / Zen 3
+ * microcode a masked store to memory (42 uops, one per 12 cycles, uops.info), and the
+ * small-row cross-entropy transposes end every row with one (C = 10: a row per 10
+ * elements).  Masked loads are single uops there and stay. */
 FL__INLINE void fl_store_partial_f32(float *p, fl_v_f32 v, int64_t n)
 {
     if (n > fl_lanes_f32) n = fl_lanes_f32;
 #if FL__ISA == FL__ISA_AVX512
     _mm512_mask_storeu_ps(p, (__mmask16)((1u << (unsigned)n) - 1u), (__m512)v);
 #elif FL__ISA == FL__ISA_AVX2
-    _mm256_maskstore_ps(p, (__m256i)(fl__iota_i32() < (int32_t)n), (__m256)v);
+    if (n == 8) {
+        _mm256_storeu_ps(p, (__m256)v);
+        return;
+    }
+    __m128 h = _mm256_castps256_ps128((__m256)v);
+    if (n & 4) {
+        _mm_storeu_ps(p, h);
+        h = _mm256_extractf128_ps((__m256)v, 1);
+        p += 4;
+    }
+    if (n & 2) {
+        _mm_storel_pi((__m64 *)(void *)p, h);
+        h = _mm_movehl_ps(h, h);
+        p += 2;
+    }
+    if (n & 1) _mm_store_ss(p, h);
 #else
     union { fl_v_f32 v; float a[fl_lanes_f32]; } u;
     u.v = v;
@@ -372,8 +391,18 @@ FL__INLINE void fl_store_partial_f64(double *p, fl_v_f64 v, int64_t n)
     if (n > fl_lanes_f64) n = fl_lanes_f64;
 #if FL__ISA == FL__ISA_AVX512
     _mm512_mask_storeu_pd(p, (__mmask8)((1u << (unsigned)n) - 1u), (__m512d)v);
-#elif FL__ISA == FL__ISA_AVX2
-    _mm256_maskstore_pd(p, (__m256i)(fl__iota_i64() < (int64_t)n), (__m256d)v);
+#elif FL__ISA == FL__ISA_AVX2 /* as fl_store_partial_f32 */
+    if (n == 4) {
+        _mm256_storeu_pd(p, (__m256d)v);
+        return;
+    }
+    __m128d h = _mm256_castpd256_pd128((__m256d)v);
+    if (n & 2) {
+        _mm_storeu_pd(p, h);
+        h = _mm256_extractf128_pd((__m256d)v, 1);
+        p += 2;
+    }
+    if (n & 1) _mm_store_sd(p, h);
 #else
     union { fl_v_f64 v; double a[fl_lanes_f64]; } u;
     u.v = v;

@@ -469,3 +469,35 @@ def test_streaming_block_engine_matches_row_layout_bitwise(dtype, rng):
     lr, gr = fastloss.cross_entropy(xr, tr, reduction="none", return_grad=True, n_threads=1)
     np.testing.assert_array_equal(loss.reshape(-1), lr)
     np.testing.assert_array_equal(grad.transpose(0, 2, 3, 1).reshape(-1, 5), gr)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("probs", [False, True], ids=["index", "probs"])
+def test_small_rows_every_class_count_match_class_major_bitwise(dtype, probs, rng):
+    """Rows of at most 32 classes are transposed in registers, a chunk of a row's classes
+    at a time (csrc/cross_entropy.c, ce_small_rows); a row's last, partial chunk goes
+    through vecmath's partial loads and stores (AVX2: 16/8/4-byte stores, no VMASKMOVPS).
+    Every class count 1..33, row counts around the 64-row blocks: the same bits as the
+    class-major (C, N) layout (block engine, no transposes), nothing written past
+    grad_out's rows, nothing read past x's (the rows after it in memory are NaN)."""
+    for C in range(1, 34):
+        for N in (1, 7, 64, 67, 130):
+            big = np.full((N + 3, C), np.nan, dtype)
+            big[:N] = logits(rng, (N, C), dtype=dtype)
+            x = big[:N]
+            if probs:
+                tbig = np.full((N + 3, C), np.nan, dtype)
+                tbig[:N] = class_probs(rng, (N, C), axis=1, dtype=dtype)
+                t, tcm = tbig[:N], np.ascontiguousarray(tbig[:N].T)
+            else:
+                t = np.array(class_labels(rng, (N,), C, ignore_frac=0.2))
+                tcm = t
+            gbig = np.full((N + 3, C), 7.0, dtype)
+            loss = fastloss.cross_entropy(x, t, reduction="none", return_grad=True,
+                                          grad_out=gbig[:N], n_threads=1)[0]
+            lcm, gcm = fastloss.cross_entropy(np.ascontiguousarray(x.T), tcm, axis=0,
+                                              reduction="none", return_grad=True, n_threads=1)
+            assert np.all(gbig[N:] == 7.0), (C, N)
+            np.testing.assert_array_equal(loss, lcm, err_msg=f"C={C} N={N}")
+            np.testing.assert_array_equal(gbig[:N], gcm.T, err_msg=f"C={C} N={N}")
+            assert np.all(np.isfinite(gbig[:N])), (C, N)

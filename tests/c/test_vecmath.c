@@ -776,16 +776,17 @@ static void test_tails(void)
         for (int i = 0; i < fl_lanes_f32; i++)
             if (v[i] != (i < n ? (float)(i + 1) : -7.0f))
                 FAIL("load_partial_f32 n=%d lane %d = %g", n, i, v[i]);
-        fl_v_f32 w = fl_set1_f32(42.0f);
+        /* lane i holds 42 + i: each lane lands at its own index */
+        fl_v_f32 w = __builtin_convertvector(fl__iota_i32(), fl_v_f32) + 42.0f;
         fl_store_partial_f32(p, w, n); /* writes past n would hit the guard page */
         for (int i = 0; i < n; i++)
-            if (p[i] != 42.0f) FAIL("store_partial_f32 n=%d lane %d", n, i);
+            if (p[i] != 42.0f + (float)i) FAIL("store_partial_f32 n=%d lane %d", n, i);
         /* does not write beyond n: store into the middle of a buffer */
         float buf[128];
         for (int i = 0; i < 128; i++) buf[i] = -1.0f;
         fl_store_partial_f32(buf + 8, w, n);
         for (int i = 0; i < 128; i++)
-            if (buf[i] != ((i >= 8 && i < 8 + n) ? 42.0f : -1.0f))
+            if (buf[i] != ((i >= 8 && i < 8 + n) ? 42.0f + (float)(i - 8) : -1.0f))
                 FAIL("store_partial_f32 n=%d wrote index %d", n, i - 8);
     }
     for (int n = 0; n <= fl_lanes_f64; n++) {
@@ -795,15 +796,15 @@ static void test_tails(void)
         for (int i = 0; i < fl_lanes_f64; i++)
             if (v[i] != (i < n ? (double)(i + 1) : -7.0))
                 FAIL("load_partial_f64 n=%d lane %d = %g", n, i, v[i]);
-        fl_v_f64 w = fl_set1_f64(42.0);
+        fl_v_f64 w = __builtin_convertvector(fl__iota_i64(), fl_v_f64) + 42.0;
         fl_store_partial_f64(p, w, n);
         for (int i = 0; i < n; i++)
-            if (p[i] != 42.0) FAIL("store_partial_f64 n=%d lane %d", n, i);
+            if (p[i] != 42.0 + (double)i) FAIL("store_partial_f64 n=%d lane %d", n, i);
         double buf[64];
         for (int i = 0; i < 64; i++) buf[i] = -1.0;
         fl_store_partial_f64(buf + 8, w, n);
         for (int i = 0; i < 64; i++)
-            if (buf[i] != ((i >= 8 && i < 8 + n) ? 42.0 : -1.0))
+            if (buf[i] != ((i >= 8 && i < 8 + n) ? 42.0 + (double)(i - 8) : -1.0))
                 FAIL("store_partial_f64 n=%d wrote index %d", n, i - 8);
     }
     /* the apply loops (full vectors + partial tail) on arrays ending at the guard page */
