@@ -70,7 +70,7 @@ typedef struct {
     int hard_ok;     /* gamma is 0 or gamma_int */
     fl_v_f32 g32;                /* gamma */
     fl_vi_f32 a0_32, ax_32;      /* a_t's bits for y = 0, and their xor with y = 1's */
-    fl_vi_f32 a0gs_32, axgs_32;  /* the same for a_t grad_scale */
+    fl_vi_f32 a0gs_32, axgs_32;  /* the same for (1 - 2y) a_t grad_scale */
 } fl_focal_k;
 
 /* torchvision's sigmoid_focal_loss and its gradient for one double vector, for labels
@@ -154,7 +154,7 @@ FL_BIN_INLINE void fl_focal_core(const fl_focal_k *k, fl_v_f64 x, fl_v_f64 y, fl
  * sigmoid(-|x|)), with p_t = 1 - m rounded once, and m^gamma is a double-word product, so
  * the float-sized errors left are ce's (L's, ~1 ulp, or 0.5 ulp of max(-z, 0) + L) and
  * the last two roundings: losses within ~2.5 ulp, gradients within a few (p_t's ~2 ulp
- * weigh in the gamma term only).  a_t and a_t grad_scale are picked by label with bit
+ * weigh in the gamma term only).  a_t and (1 - 2y) a_t grad_scale are picked by label with bit
  * operations (a0 ^ (y1 & (a0 ^ a1))): a blend is 3 uops on some x86 cores.  The caller
  * guarantees the lanes' conditions (focal_hardmask). */
 static inline __attribute__((always_inline)) void
@@ -193,9 +193,8 @@ fl_focal_hard_f32(const fl_focal_k *k, const int nv /* vectors: 1 or FL_BIN_BLOC
         const fl_v_f32 at = (fl_v_f32)(k->a0_32 ^ (y1[v] & k->ax_32));
         if (want_grad) { /* m and F each rounded once from their double-words */
             const fl_v_f32 inner = fl_fma_f32(k->g32 * ce, pt[v], mh[v] + ml[v]);
-            const fl_v_f32 mag =
-                ((Fh + Fl) * inner) * (fl_v_f32)(k->a0gs_32 ^ (y1[v] & k->axgs_32));
-            grad[v] = (fl_v_f32)((fl_vi_f32)mag ^ (y1[v] & (int32_t)0x80000000)); /* (1 - 2y) */
+            /* (1 - 2y) a_t grad_scale: the label's sign is in the constant */
+            grad[v] = ((Fh + Fl) * inner) * (fl_v_f32)(k->a0gs_32 ^ (y1[v] & k->axgs_32));
         } else {
             grad[v] = zero;
         }
@@ -817,7 +816,7 @@ double FLK(fl_sigmoid_focal)(int64_t n, const real *x, const real *y, double alp
         k.a0_32 = (fl_vi_f32)fl_set1_f32(a0);
         k.ax_32 = k.a0_32 ^ (fl_vi_f32)fl_set1_f32(a1);
         k.a0gs_32 = (fl_vi_f32)fl_set1_f32(a0 * rgs);
-        k.axgs_32 = k.a0gs_32 ^ (fl_vi_f32)fl_set1_f32(a1 * rgs);
+        k.axgs_32 = k.a0gs_32 ^ (fl_vi_f32)fl_set1_f32(-(a1 * rgs));
     }
 #endif
     fl_v_f64 s = fl_set1_f64(0.0), c = fl_set1_f64(0.0);
