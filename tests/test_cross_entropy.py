@@ -501,3 +501,27 @@ def test_small_rows_every_class_count_match_class_major_bitwise(dtype, probs, rn
             np.testing.assert_array_equal(loss, lcm, err_msg=f"C={C} N={N}")
             np.testing.assert_array_equal(gbig[:N], gcm.T, err_msg=f"C={C} N={N}")
             assert np.all(np.isfinite(gbig[:N])), (C, N)
+
+
+@pytest.mark.parametrize("fn", ["cross_entropy", "softmax_focal_loss"])
+def test_label_count_on_threads_same_as_one_thread(fn, rng):
+    """The "mean" denominator's label count is split over the call's threads when there
+    are many labels (fastloss/_core.pyx, _check_labels): the same loss bits and the same
+    first bad index as on one thread."""
+    f = getattr(fastloss, fn)
+    n, C = 600_000, 10
+    x = rng.standard_normal((n, C)).astype(np.float32)
+    t = np.array(class_labels(rng, (n,), C, ignore_frac=0.3))
+    one = f(x, t, return_grad=True, n_threads=1)
+    two = f(x, t, return_grad=True, n_threads=2)
+    assert one[0] == two[0]
+    np.testing.assert_array_equal(one[1], two[1])
+    # the denominator is the count of kept labels: the sum over kept rows / count
+    assert float(one[0]) == pytest.approx(
+        float(f(x, t, reduction="sum", n_threads=1)) / np.count_nonzero(t != -100), rel=1e-6)
+    bad = t.copy()
+    bad[550_000] = -5
+    bad[300_001] = C
+    for k in (1, 2):
+        with pytest.raises(IndexError, match=r"at flat index 300001\)"):
+            f(x, bad, n_threads=k)
