@@ -1231,7 +1231,7 @@ FL__INLINE fl_v_f32 fl__logistic_u2_body_f32(fl_v_f32 x, fl_v_f32 *L, fl_v_f32 *
  * the caller's).  With e = exp(-|x|) = eh + el (fl__exp_dw_f32):
  *   m = mh + ml = sigmoid(|x|) = 1 / (1 + e) in the lanes of `up`,
  *                 sigmoid(-|x|) = e / (1 + e) in the others;   to ~2^-44 relative
- *   *mc = 1 - m (= the other one), rounded once:               within ~2 ulp
+ *   *mc = 1 - m (the other one: its numerator times r0):      within ~2 ulp
  *   *L  = log1p(e):                                            within ~1 ulp
  * m's numerator (1 or eh + el) is chosen before the division: with r0 = 1 / d (d + dl =
  * 1 + e, r0 within 1 ulp), mh = n r0 and ml = ((n - mh d) - mh dl + nl) r0, the first
