@@ -151,7 +151,7 @@ FL_BIN_INLINE void fl_focal_core(const fl_focal_k *k, fl_v_f64 x, fl_v_f64 y, fl
  *   loss = a_t ce m^gamma
  *   grad = (1 - 2y) a_t m^gamma (m + gamma ce p_t)      (= torchvision's; every term >= 0)
  * m comes as a double-word from fl__logistic_m_dw_f32 (sigmoid(|x|) where z < 0, else
- * sigmoid(-|x|)), with p_t = 1 - m rounded once, and m^gamma is a double-word product, so
+ * sigmoid(-|x|)), with p_t = 1 - m within ~2 ulp, and m^gamma is a double-word product, so
  * the float-sized errors left are ce's (L's, ~1 ulp, or 0.5 ulp of max(-z, 0) + L) and
  * the last two roundings: losses within ~2.5 ulp, gradients within a few (p_t's ~2 ulp
  * weigh in the gamma term only).  a_t and (1 - 2y) a_t grad_scale are picked by label with bit

@@ -1051,8 +1051,8 @@ FL__INLINE fl_v_f32 fl__lut32_f32(const float *t, fl_vi_f32 idx)
 /* The AVX2 tables: 8 entries, one register each (VPERMPS reads the low 3 bits of each
  * index lane).  log: 8 intervals of d in [1, 2], [1, 17/16) then 1/8 wide, then the
  * last one [29/16, 2]; c_j ~ 1 / its centre with 5 bits (c_0 = 1), so that
- * f = d c_j - 1 in [-0.0704, 0.0665] is EXACT (a multiple of 2^-28 below 2^-4); -log(c_j)
- * = hi + lo to ~2^-48 relative (mpmath, 200 bits). */
+ * f = d c_j - 1 in [-0.0704, 0.0665] is a multiple of 2^-28: exact for |f| < 1/16, else
+ * within 2^-28 (one bit); -log(c_j) = hi + lo to ~2^-48 relative (mpmath, 200 bits). */
 static const float fl__logtab8_c_f32[8] __attribute__((aligned(32), unused)) = {
     0x1p+0f, 0x1.cp-1f, 0x1.ap-1f, 0x1.7p-1f, 0x1.5p-1f, 0x1.4p-1f, 0x1.2p-1f, 0x1.1p-1f,
 };
@@ -1104,12 +1104,13 @@ FL__INLINE fl_v_f32 fl__recip_1pe_f32(fl_v_f32 d, fl_v_f32 dl)
  * intervals L >= 0.03 and dl rr is within 2^-48 of log1p(dl / d), below a hundredth of an
  * ulp), other targets where the reduction's k is 0 (e <= 1/2, inside the polynomial's
  * range).
- * Tables: f = d c - 1 (exact or within 2^-31) for the interval's c, log(d) = -log(c) +
+ * Tables: f = d c - 1 for the interval's c (AVX-512: exact or within 2^-31; AVX2: exact
+ * or within 2^-28, where |f| > 1/16 and L > 0.06), log(d) = -log(c) +
  * log1p(f), log1p(f) = f + f^2 q(f): AVX-512, |f| <= 1/32, q the degree-3 Taylor
  * polynomial (relative error < 2^-27.6); AVX2, |f| <= 0.0704, q a degree-4 minimax
- * polynomial (relative error 2^-29.8 with its float coefficients; mpmath, Lawson).  f is
- * exact, so its small terms (with the dl or el term and the table's low part) are added
- * to f with one rounding, then the table's high part. */
+ * polynomial (relative error 2^-29.8 with its float coefficients; mpmath, Lawson).  f's
+ * small terms (with the dl or el term and the table's low part) are added to f with one
+ * rounding, then the table's high part. */
 FL__INLINE fl_v_f32 fl__log_1pe_f32(fl_v_f32 d, fl_v_f32 dl, fl_v_f32 rr, fl_v_f32 eh,
                                     fl_v_f32 el, int exact)
 {
