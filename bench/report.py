@@ -44,28 +44,30 @@ def cpu_name():
     return platform.processor() or platform.machine()
 
 
-def numpy_simd():
-    """NumPy's dispatch targets this process uses (NPY_DISABLE_CPU_FEATURES applied)."""
+def _numpy_dispatch():
+    """NumPy's dispatch targets and CPU-feature table (([], {}) where NumPy has none)."""
     try:
         from numpy._core._multiarray_umath import __cpu_dispatch__, __cpu_features__
     except ImportError:  # NumPy 1.x
         try:
             from numpy.core._multiarray_umath import __cpu_dispatch__, __cpu_features__
         except ImportError:
-            return "unknown"
-    return " ".join(d for d in __cpu_dispatch__ if __cpu_features__.get(d)) or "baseline"
+            return [], {}
+    return __cpu_dispatch__, __cpu_features__
+
+
+def numpy_simd():
+    """NumPy's dispatch targets this process uses (NPY_DISABLE_CPU_FEATURES applied)."""
+    dispatch, features = _numpy_dispatch()
+    return " ".join(d for d in dispatch if features.get(d)) or "baseline"
 
 
 def reexec_for_isa(isa, argv):
     """Runs this script again with every library restricted to `isa` (see --isa)."""
     if os.environ.get("FASTLOSS_BENCH_ISA") == isa:
         return
-    try:
-        from numpy._core._multiarray_umath import __cpu_dispatch__
-    except ImportError:
-        from numpy.core._multiarray_umath import __cpu_dispatch__
     env = dict(os.environ, FASTLOSS_BENCH_ISA=isa, FASTLOSS_TARGET=isa, ATEN_CPU_CAPABILITY=isa)
-    above = [d for d in __cpu_dispatch__ if "AVX512" in d or d == "X86_V4"]
+    above = [d for d in _numpy_dispatch()[0] if "AVX512" in d or d == "X86_V4"]
     if above:
         env["NPY_DISABLE_CPU_FEATURES"] = " ".join(above)
     args = [sys.executable, os.path.abspath(__file__)] + list(sys.argv[1:] if argv is None else argv)
