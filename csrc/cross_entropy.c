@@ -284,17 +284,20 @@ enum { FL_CE_MODE_CE = 0, FL_CE_MODE_FOCAL = 1, FL_CE_MODE_PROB = 2 };
 typedef struct {
     int mode;   /* FL_CE_MODE_* */
     int smooth; /* CE: label smoothing on */
+    int ey;     /* CE: the engines give e_y = exp(x_y - m) as computed in sweep 2 */
     double one_m_eps, e, W, gamma, gs;
 } fl_ce_par;
 
 /* Per-sample inputs and outputs of the per-sample stage, for a group / block of samples.
- * Inputs: m (the max), S (sum of the non-maximum e_c), ties, dy = x_y - m, wy (w[y] or
+ * Inputs: m (the max), S (sum of the non-maximum e_c), ties, dy = x_y - m, ey = e_y
+ * (with P->ey; only needed for the gradient), wy (w[y] or
  * alpha[y]), A, B (CE: A = smoothing sum sum_{w_c != 0} w_c (x_c - m); prob: A = Tw,
  * B = TD), ok (-1: a sample in use, 0: ignored or not a sample).  Outputs: loss (+0 where
  * not ok), coef (multiplier of e_j in the gradient: gs A / S), gy (the label column's
  * gradient). */
 typedef struct {
-    double m[FL_CE_BMAX], S[FL_CE_BMAX], ties[FL_CE_BMAX], dy[FL_CE_BMAX], wy[FL_CE_BMAX];
+    double m[FL_CE_BMAX], S[FL_CE_BMAX], ties[FL_CE_BMAX], dy[FL_CE_BMAX], ey[FL_CE_BMAX];
+    double wy[FL_CE_BMAX];
     double A[FL_CE_BMAX], B[FL_CE_BMAX];
     double loss[FL_CE_BMAX], coef[FL_CE_BMAX], gy[FL_CE_BMAX];
     int64_t ok[FL_CE_BMAX];
@@ -307,6 +310,7 @@ FL_CE_INLINE void fl_ce_grp_blank(fl_ce_grp *g, int64_t i)
     g->S[i] = 0.0;
     g->ties[i] = 1.0;
     g->dy[i] = 0.0;
+    g->ey[i] = 1.0;
     g->wy[i] = 1.0;
     g->A[i] = 0.0;
     g->B[i] = 0.0;
@@ -314,9 +318,13 @@ FL_CE_INLINE void fl_ce_grp_blank(fl_ce_grp *g, int64_t i)
 }
 
 /* The per-sample stage for entries [0, n) (n a multiple of the double lanes),
- * vectorised over samples; every lane independent of its neighbours. */
-static void fl_ce_finish(fl_ce_grp *g, int64_t n, const fl_ce_par *P)
+ * vectorised over samples; every lane independent of its neighbours.  MODE and EY are
+ * P->mode and P->ey as constants (P is read through a local copy: stores to g cannot
+ * change it, so its fields stay in registers). */
+FL_CE_INLINE void fl_ce_finish_body(const int MODE, const int EY, fl_ce_grp *g, int64_t n,
+                                    const fl_ce_par *Pp)
 {
+    const fl_ce_par Pl = *Pp, *const P = &Pl;
     const fl_v_f64 zero = fl_set1_f64(0.0), one = fl_set1_f64(1.0);
     const fl_v_f64 qnan = fl_set1_f64(NAN);
     const double gs = P->gs;
@@ -331,7 +339,7 @@ static void fl_ce_finish(fl_ce_grp *g, int64_t n, const fl_ce_par *P)
         const fl_vi_f64 nanL = L != L;
         const fl_v_f64 r = 1.0 / (1.0 + S1); /* 1 / S */
         fl_v_f64 loss, coef, gy;
-        if (P->mode == FL_CE_MODE_PROB) {
+        if (MODE == FL_CE_MODE_PROB) {
             /* loss = Tw L - TD;  g_j = e_j (gs Tw / S) - w_j (gs t'_j) */
             const fl_v_f64 Tw = fl_load_f64(g->A + i), TD = fl_load_f64(g->B + i);
             loss = Tw * L - TD;
@@ -342,10 +350,11 @@ static void fl_ce_finish(fl_ce_grp *g, int64_t n, const fl_ce_par *P)
              * exp(0) = 1 exactly) */
             const fl_v_f64 wy = fl_load_f64(g->wy + i);
             const fl_v_f64 u = L - dy;
-            const fl_v_f64 py = fl_exp_u1_f64(dy) * r;
+            const fl_v_f64 ey = EY ? fl_load_f64(g->ey + i) : fl_exp_u1_f64(dy);
+            const fl_v_f64 py = ey * r;
             const fl_v_f64 pm1 = fl_select_f64(dy == 0.0, -S1 * r, py - 1.0);
             fl_v_f64 A;
-            if (P->mode == FL_CE_MODE_CE) {
+            if (MODE == FL_CE_MODE_CE) {
                 /* cy = (1 - eps) w_y, e = eps / C, W = sum w:
                  *   loss = cy u;  A = cy + e W;  gy = cy (p_y - 1) + e (W p_y - w_y) */
                 const fl_v_f64 cy = P->one_m_eps * wy;
@@ -402,6 +411,14 @@ static void fl_ce_finish(fl_ce_grp *g, int64_t n, const fl_ce_par *P)
         fl_store_f64(g->coef + i, fl_select_f64(nanL, qnan, coef));
         fl_store_f64(g->gy + i, gy);
     }
+}
+
+static void fl_ce_finish(fl_ce_grp *g, int64_t n, const fl_ce_par *P)
+{
+    if (P->mode == FL_CE_MODE_PROB) fl_ce_finish_body(FL_CE_MODE_PROB, 0, g, n, P);
+    else if (P->mode == FL_CE_MODE_FOCAL) fl_ce_finish_body(FL_CE_MODE_FOCAL, 0, g, n, P);
+    else if (P->ey) fl_ce_finish_body(FL_CE_MODE_CE, 1, g, n, P);
+    else fl_ce_finish_body(FL_CE_MODE_CE, 0, g, n, P);
 }
 
 /* in-register transposes of RW x RW blocks: index lists of the butterfly steps
@@ -480,13 +497,7 @@ FL_CE_INLINE void FL(ce_widen)(RV v, fl_v_f64 out[CE_NH])
 FL_CE_INLINE RV FL(ce_narrow)(const double *p)
 {
 #if defined(FL_REAL_F32)
-    typedef float half_t __attribute__((vector_size(FL_VEC_BYTES / 2)));
-    half_t h[2];
-    h[0] = __builtin_convertvector(fl_load_f64(p), half_t);
-    h[1] = __builtin_convertvector(fl_load_f64(p + FL_CE_DW), half_t);
-    RV v;
-    __builtin_memcpy(&v, h, sizeof v);
-    return v;
+    return fl_narrow_f64(fl_load_f64(p), fl_load_f64(p + FL_CE_DW));
 #else
     return fl_load_f64(p);
 #endif
@@ -937,6 +948,7 @@ FL_CE_NOINLINE double FL(ce_rows)(const FL(ce_call) *k, int64_t outer, int64_t C
                                 next && k->prob ? k->t + (o0 + i + 1) * C : NULL,
                                 streaming ? &st : NULL);
             grp.dy[i] = k->prob ? 0.0 : (double)xr[y] - (double)m;
+            grp.ey[i] = k->P->ey && eo ? (double)eo[y] : 1.0; /* e_y: only the gradient needs it */
             grp.wy[i] = !k->prob && w ? (double)w[y] : 1.0;
             grp.ok[i] = -1;
         }
@@ -1063,12 +1075,96 @@ typedef struct {
     real mx[FL_CE_BMAX] __attribute__((aligned(64)));
     real cf[FL_CE_BMAX] __attribute__((aligned(64)));
     RV xy[FL_CE_BMAX / RW]; /* x_y of each sample */
+    RV ey[FL_CE_BMAX / RW]; /* e_y (float32) */
     RVI ties[FL_CE_BMAX / RW];
     int64_t yy[FL_CE_BMAX];             /* label, -1: ignored */
     FL(ce_lane) yl[FL_CE_BMAX] __attribute__((aligned(64))); /* the same as lanes, -1 past nb */
     FL(ce_pacc) S, A, B;
     fl_ce_grp grp;
 } FL(ce_bws);
+
+/* Sweep 2 of the small-rows block engine (PAD and MXG) for the RW samples at i, sample
+ * by sample vector instead of class by class: the slot sums of the vector stay in
+ * registers instead of ce_pacc's arrays.  Slot k adds its classes c = k, k + RW, ... from
+ * +0 as ce_pacc does, and the halving tree (slot k += slot k + w, w = RW/2, ..., 1)
+ * is the pairwise sum of the slots taken in bit-reversed order, so the slots are visited
+ * in that order and combined on a stack: the same additions, the same bits.  Slots past
+ * C are +0 (no slot value is ever -0, so adding them is exact).  C <= FL_CE_TRANSPOSE_MAX
+ * <= FL_CE_CHUNK: float64's compensated sums have a single chunk, whose Neumaier step
+ * from (0, 0) returns the partial sum exactly, so plain sums give the same bits.
+ * Sums to out[i ...] of g->S / A / B; ties and x_y to ws. */
+#define CE_LOGK (RW == 16 ? 4 : RW == 8 ? 3 : RW == 4 ? 2 : 1)
+FL_CE_INLINE void FL(ce_rows_sweep2)(const int PROB, const int SMOOTH, const int HAS_W,
+                                     const int LAB, const FL(ce_call) *k, const real *xb,
+                                     const real *tb, real *gb, int64_t C, int64_t i,
+                                     RVI okm, RVI ylv, FL(ce_bws) *ws, fl_ce_grp *g)
+{
+    const RV zero = FL(fl_set1)(0);
+    const RVI all = ~(RVI){0};
+    const int EXTRA = PROB || SMOOTH;
+    const real *w = k->w;
+    const RV m = FL(fl_load)(ws->mx + i);
+    fl_v_f64 md[CE_NH];
+    if (EXTRA) FL(ce_widen)(m, md);
+    RVI ties = (RVI){0};
+    RV xy = zero, ey = FL(fl_set1)(1);
+    fl_v_f64 stS[CE_LOGK + 1][CE_NH], stA[CE_LOGK + 1][CE_NH], stB[CE_LOGK + 1][CE_NH];
+#pragma GCC unroll 16
+    for (int j = 0; j < RW; j++) {
+        int ks = 0; /* slot: j bit-reversed */
+        for (int b = 0; b < CE_LOGK; b++) ks |= ((j >> b) & 1) << (CE_LOGK - 1 - b);
+        fl_v_f64 pS[CE_NH], pA[CE_NH], pB[CE_NH];
+        for (int h = 0; h < CE_NH; h++) pS[h] = pA[h] = pB[h] = fl_set1_f64(0.0);
+        for (int64_t c = ks; c < C; c += RW) {
+            const RV xv = FL(fl_select)(okm, FL(fl_load)(xb + c * FL_CE_BMAX + i), zero);
+            fl_v_f64 t[CE_NH], xd[CE_NH], wd[CE_NH], tdd[CE_NH], ta[CE_NH], tbb[CE_NH];
+            const RV ex = FL(ce_exp_term)(xv, m, all, 1, t, &ties);
+            if (gb) FL(fl_store)(gb + c * FL_CE_BMAX + i, ex);
+            for (int h = 0; h < CE_NH; h++) pS[h] = pS[h] + t[h];
+            if (LAB) {
+                const RVI isy = ylv == (FL(ce_lane))c;
+                xy = FL(fl_select)(isy, xv, xy);
+                if (CE_NH == 2) ey = FL(fl_select)(isy, ex, ey);
+            }
+            const double wc = HAS_W ? (double)w[c] : 1.0;
+            for (int h = 0; h < CE_NH; h++) wd[h] = fl_set1_f64(wc);
+            if (PROB) {
+                FL(ce_widen)(xv, xd);
+                FL(ce_widen)(FL(fl_load)(tb + c * FL_CE_BMAX + i), tdd);
+                FL(ce_prob_terms)(xd, md, tdd, HAS_W ? wd : NULL, NULL, k->a1, k->e, ta, tbb);
+                for (int h = 0; h < CE_NH; h++) {
+                    pA[h] = pA[h] + ta[h];
+                    pB[h] = pB[h] + tbb[h];
+                }
+            } else if (SMOOTH && (wc != 0 || c < RW)) { /* w_c == 0 adds nothing (+0) */
+                FL(ce_widen)(xv, xd);
+                FL(ce_smooth_term)(xd, md, HAS_W ? wd : NULL, NULL, ta);
+                for (int h = 0; h < CE_NH; h++) pA[h] = pA[h] + ta[h];
+            }
+        }
+        int l = 0;
+        for (; (j >> l) & 1; l++)
+            for (int h = 0; h < CE_NH; h++) {
+                pS[h] = stS[l][h] + pS[h];
+                if (EXTRA) pA[h] = stA[l][h] + pA[h];
+                if (PROB) pB[h] = stB[l][h] + pB[h];
+            }
+        for (int h = 0; h < CE_NH; h++) {
+            stS[l][h] = pS[h];
+            stA[l][h] = pA[h];
+            stB[l][h] = pB[h];
+        }
+    }
+    for (int h = 0; h < CE_NH; h++) {
+        fl_store_f64(g->S + i + h * FL_CE_DW, stS[CE_LOGK][h]);
+        if (EXTRA) fl_store_f64(g->A + i + h * FL_CE_DW, stA[CE_LOGK][h]);
+        if (PROB) fl_store_f64(g->B + i + h * FL_CE_DW, stB[CE_LOGK][h]);
+    }
+    ws->ties[i / RW] = ties;
+    ws->xy[i / RW] = xy;
+    ws->ey[i / RW] = ey;
+}
+#undef CE_LOGK
 
 /* The block engine on samples [0, nb) (nb <= FL_CE_BMAX): class c of sample i at
  * xb[c * xs + i] (t likewise), its e_c then gradient at gb[c * xs + i] (gb may be NULL).
@@ -1101,10 +1197,14 @@ FL_CE_INLINE void FL(ce_block)(const int PROB, const int SMOOTH, const int HAS_W
     else
         for (int64_t i = nb; i < nv; i++) ws->yl[i] = -1;
     for (int64_t v = 0; v < nv / RW; v++) {
-        __builtin_memcpy(&ylv[v], ws->yl + v * RW, sizeof(RVI));
+        RVI yv; /* one vector load (copied into ylv[v] piecewise, a later whole-vector
+                 * load of it would wait for the pieces: no store forwarding) */
+        __builtin_memcpy(&yv, ws->yl + v * RW, sizeof yv);
+        ylv[v] = yv;
         okm[v] = ylv[v] >= 0;
         ws->ties[v] = (RVI){0};
         ws->xy[v] = zero;
+        ws->ey[v] = FL(fl_set1)(1);
     }
     /* sweep 1: max; ignored samples and lanes past nb see zeros */
     for (int64_t i = 0; !MXG && i < nv; i += RW)
@@ -1114,6 +1214,13 @@ FL_CE_INLINE void FL(ce_block)(const int PROB, const int SMOOTH, const int HAS_W
         for (int64_t i = 0; i < nv; i += RW)
             FL(fl_store)(ws->mx + i, FL(fl_max)(FL(fl_select)(okm[i / RW], FL_CE_LD(row, i), zero),
                                                 FL(fl_load)(ws->mx + i)));
+    }
+    fl_ce_grp *g = &ws->grp;
+    if (PAD && MXG) { /* small rows: sample-major */
+        for (int64_t i = 0; i < nv; i += RW)
+            FL(ce_rows_sweep2)(PROB, SMOOTH, HAS_W, LAB, k, xb, tb, gb, C, i, okm[i / RW],
+                               ylv[i / RW], ws, g);
+        goto per_sample;
     }
     /* sweep 2: exp terms (stored into gb), target / smoothing sums, x_y */
     if (CE_COMP) {
@@ -1137,7 +1244,11 @@ FL_CE_INLINE void FL(ce_block)(const int PROB, const int SMOOTH, const int HAS_W
             const RV ex = FL(ce_exp_term)(xv, m, all, 1, t, &ws->ties[i / RW]);
             if (gc) FL_CE_ST(gc, i, ex);
             FL(ce_pacc_add)(&ws->S, first, kslot, i, t);
-            if (LAB) ws->xy[i / RW] = FL(fl_select)(ylv[i / RW] == cl, xv, ws->xy[i / RW]);
+            if (LAB) {
+                const RVI isy = ylv[i / RW] == cl;
+                ws->xy[i / RW] = FL(fl_select)(isy, xv, ws->xy[i / RW]);
+                if (CE_NH == 2) ws->ey[i / RW] = FL(fl_select)(isy, ex, ws->ey[i / RW]);
+            }
             if (PROB) {
                 FL(ce_widen)(xv, xd);
                 FL(ce_widen)(m, md);
@@ -1158,11 +1269,10 @@ FL_CE_INLINE void FL(ce_block)(const int PROB, const int SMOOTH, const int HAS_W
             if (PROB) FL(ce_pacc_flush)(&ws->B, ns, nv);
         }
     }
-    fl_ce_grp *g = &ws->grp;
     FL(ce_pacc_result)(&ws->S, ns, nv, g->S);
     if (EXTRA) FL(ce_pacc_result)(&ws->A, ns, nv, g->A);
     if (PROB) FL(ce_pacc_result)(&ws->B, ns, nv, g->B);
-    /* per-sample inputs */
+per_sample: /* per-sample inputs */
     for (int64_t i = 0; i < nv; i += RW) {
         fl_v_f64 d[CE_NH], d2[CE_NH];
         const RV m = FL(fl_load)(ws->mx + i);
@@ -1171,6 +1281,8 @@ FL_CE_INLINE void FL(ce_block)(const int PROB, const int SMOOTH, const int HAS_W
         if (LAB) {
             FL(ce_widen)(ws->xy[i / RW], d2);
             for (int h = 0; h < CE_NH; h++) fl_store_f64(g->dy + i + h * FL_CE_DW, d2[h] - d[h]);
+            FL(ce_widen)(ws->ey[i / RW], d2);
+            for (int h = 0; h < CE_NH; h++) fl_store_f64(g->ey + i + h * FL_CE_DW, d2[h]);
         }
         FL(ce_widen)(__builtin_convertvector(ws->ties[i / RW], RV), d);
         for (int h = 0; h < CE_NH; h++) fl_store_f64(g->ties + i + h * FL_CE_DW, d[h]);
@@ -1180,6 +1292,7 @@ FL_CE_INLINE void FL(ce_block)(const int PROB, const int SMOOTH, const int HAS_W
             if (!PROB) fl_store_f64(g->B + i + h * FL_CE_DW, z);
             if (PROB || !HAS_W) fl_store_f64(g->wy + i + h * FL_CE_DW, o);
             if (PROB) fl_store_f64(g->dy + i + h * FL_CE_DW, z);
+            if (PROB) fl_store_f64(g->ey + i + h * FL_CE_DW, o);
         }
     }
     for (int64_t i = 0; i < nv; i++) g->ok[i] = ws->yl[i] >= 0 ? -1 : 0;
@@ -1188,6 +1301,7 @@ FL_CE_INLINE void FL(ce_block)(const int PROB, const int SMOOTH, const int HAS_W
             const int64_t y = i < nb ? ws->yy[i] : -1;
             if (HAS_W) g->wy[i] = y >= 0 ? (double)w[y] : 1.0;
             if (WIDE) g->dy[i] = y >= 0 ? (double)xb[y * xs + i] - (double)ws->mx[i] : 0.0;
+            if (WIDE) g->ey[i] = y >= 0 && gb ? (double)gb[y * xs + i] : 1.0;
         }
     fl_ce_finish(g, nv, k->P);
     FL(ce_emit_losses)(g, nb, loss_out, acc);
@@ -1498,6 +1612,13 @@ static double FL(ce_index_core)(int64_t outer, int64_t C, int64_t inner, const r
     P.W = (double)C;
     P.gamma = gamma;
     P.gs = gs;
+#if defined(FL_REAL_F32)
+    /* float32: p_y from the float e_y (as every other p_j of the gradient), not a second
+     * exp in double (the focal factor keeps the double one) */
+    P.ey = !focal;
+#else
+    P.ey = 0;
+#endif
     if (smooth && w) {
         fl_acc wa;
         fl_acc_init(&wa);
@@ -1571,6 +1692,7 @@ double FLK(fl_softmax_ce_prob)(int64_t outer, int64_t C, int64_t inner, const re
     P.W = 0.0;
     P.gamma = 0.0;
     P.gs = gs;
+    P.ey = 0;
     FL(ce_call) k;
     k.prob = 1;
     k.smooth = 0;

@@ -472,18 +472,29 @@ def test_streaming_block_engine_matches_row_layout_bitwise(dtype, rng):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["f32", "f64"])
-@pytest.mark.parametrize("probs", [False, True], ids=["index", "probs"])
-def test_small_rows_every_class_count_match_class_major_bitwise(dtype, probs, rng):
+@pytest.mark.parametrize("probs,extra", [(False, False), (False, True), (True, False),
+                                         (True, True)],
+                         ids=["index", "index-weight-smooth", "probs", "probs-weight-smooth"])
+def test_small_rows_every_class_count_match_class_major_bitwise(dtype, probs, extra, rng):
     """Rows of at most 32 classes are transposed in registers, a chunk of a row's classes
     at a time (csrc/cross_entropy.c, ce_small_rows); a row's last, partial chunk goes
     through vecmath's partial loads and stores (AVX2: 16/8/4-byte stores, no VMASKMOVPS).
-    Every class count 1..33, row counts around the 64-row blocks: the same bits as the
-    class-major (C, N) layout (block engine, no transposes), nothing written past
-    grad_out's rows, nothing read past x's (the rows after it in memory are NaN)."""
+    Their exp / smoothing / target sums run sample-major with the slot sums in registers
+    (ce_rows_sweep2), the class-major layout's class by class (ce_pacc).  Every class count
+    1..33, row counts around the 64-row blocks, with weights (some zero) and label
+    smoothing, and rows with a tied maximum: the same bits as the class-major (C, N)
+    layout (block engine, no transposes), nothing written past grad_out's rows, nothing
+    read past x's (the rows after it in memory are NaN)."""
     for C in range(1, 34):
+        kw = {}
+        if extra:
+            w = rng.uniform(0.3, 2.0, C).astype(dtype)
+            w[::3] = 0.0
+            kw = dict(weight=w, label_smoothing=0.2)
         for N in (1, 7, 64, 67, 130):
             big = np.full((N + 3, C), np.nan, dtype)
             big[:N] = logits(rng, (N, C), dtype=dtype)
+            big[:N:5, C // 2] = big[:N:5].max(axis=1)  # ties for the maximum
             x = big[:N]
             if probs:
                 tbig = np.full((N + 3, C), np.nan, dtype)
@@ -494,9 +505,10 @@ def test_small_rows_every_class_count_match_class_major_bitwise(dtype, probs, rn
                 tcm = t
             gbig = np.full((N + 3, C), 7.0, dtype)
             loss = fastloss.cross_entropy(x, t, reduction="none", return_grad=True,
-                                          grad_out=gbig[:N], n_threads=1)[0]
+                                          grad_out=gbig[:N], n_threads=1, **kw)[0]
             lcm, gcm = fastloss.cross_entropy(np.ascontiguousarray(x.T), tcm, axis=0,
-                                              reduction="none", return_grad=True, n_threads=1)
+                                              reduction="none", return_grad=True, n_threads=1,
+                                              **kw)
             assert np.all(gbig[N:] == 7.0), (C, N)
             np.testing.assert_array_equal(loss, lcm, err_msg=f"C={C} N={N}")
             np.testing.assert_array_equal(gbig[:N], gcm.T, err_msg=f"C={C} N={N}")
