@@ -19,9 +19,10 @@
  *   3. (only with grad_out) g_j = e_j * (A / S) - E w_j, S = 1 + S1 (no second exp:
  *      p_j = e_j / S, and no rounding of (x_j - m) - L); the label column gets its
  *      exact-form value (below).
- * The per-sample scalar work (log1p, exp of x_y - m, the loss, the gradient
- * coefficients, the focal factor) is done in double, vectorised over samples
- * (fl_ce_finish: fl_log1p_u1_f64, fl_exp_u1_f64, one division).
+ * The per-sample scalar work (log1p, p_y, the loss, the gradient coefficients, the focal
+ * factor) is done in double, vectorised over samples (fl_ce_finish: fl_log1p_u1_f64, one
+ * division; p_y = e_y / S, with float32 index targets from sweep 2's float e_y like every
+ * other p_j, else from fl_exp_u1_f64(x_y - m)).
  *
  * Two engines, chosen by the layout (the same for both dtypes):
  *  - Row engine, inner == 1 and C > FL_CE_TRANSPOSE_MAX: vectors run along each row.
@@ -47,7 +48,8 @@
  * float32, 8/4/2 float64 for AVX-512/AVX2/SSE2), class c goes to slot c mod K, each slot
  * adds its classes in increasing c starting from +0, and the K slots are combined by a
  * fixed halving tree (slot k += slot k + w, w = K/2, ..., 1).  The row engine keeps one
- * slot per vector lane; the block engine keeps K slot arrays per sample.  float64 slots
+ * slot per vector lane; the block engine keeps K slot arrays per sample, or for small
+ * rows one vector's K slots in registers (ce_rows_sweep2).  float64 slots
  * are compensated: plain partial sums over chunks of FL_CE_CHUNK classes are added into a
  * per-slot Neumaier sum (s, z), each slot taken as s + z before the tree.  Everything else
  * is the same lane-wise arithmetic in both engines, so a sample gets the same bits in the
@@ -61,7 +63,8 @@
  * ~sqrt(C / K) ulp), per-sample scalars with 1-ulp log1p / exp: a few ulp.
  *
  * The label column: p_y - 1 is computed without cancellation: -S1 / S when x_y is the
- * maximum, else p_y = exp(x_y - m) / S <= 1/2 and p_y - 1 is exact-ish.  So it is
+ * maximum, else p_y = e_y / S <= 1/2 and p_y - 1 is exact-ish (within an ulp of the float
+ * e_y for float32 index targets).  So it is
  * accurate also when p_y -> 1 (torch computes exp(logp_y) - 1, which has only absolute
  * accuracy there); the focal factor uses q = 1 - p_y from the same quantity.
  *
