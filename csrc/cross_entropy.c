@@ -1079,6 +1079,7 @@ typedef struct {
     real cf[FL_CE_BMAX] __attribute__((aligned(64)));
     RV xy[FL_CE_BMAX / RW]; /* x_y of each sample */
     RV ey[FL_CE_BMAX / RW]; /* e_y (float32) */
+    real term[FL_CE_TRANSPOSE_MAX * RW] __attribute__((aligned(64))); /* ce_rows_sweep2 */
     RVI ties[FL_CE_BMAX / RW];
     int64_t yy[FL_CE_BMAX];             /* label, -1: ignored */
     FL(ce_lane) yl[FL_CE_BMAX] __attribute__((aligned(64))); /* the same as lanes, -1 past nb */
@@ -1088,14 +1089,20 @@ typedef struct {
 
 /* Sweep 2 of the small-rows block engine (PAD and MXG) for the RW samples at i, sample
  * by sample vector instead of class by class: the slot sums of the vector stay in
- * registers instead of ce_pacc's arrays.  Slot k adds its classes c = k, k + RW, ... from
- * +0 as ce_pacc does, and the halving tree (slot k += slot k + w, w = RW/2, ..., 1)
- * is the pairwise sum of the slots taken in bit-reversed order, so the slots are visited
- * in that order and combined on a stack: the same additions, the same bits.  Slots past
+ * registers instead of ce_pacc's arrays.  Two passes over the vector's classes:
+ *  1. class by class: e_c (to gb), the ties, x_y and e_y, and the exp-sum term (e_c where
+ *     x_c != m, else 0) to ws->term;
+ *  2. slot by slot: slot k adds its classes c = k, k + RW, ... from +0 as ce_pacc does
+ *     (the terms from ws->term, the smoothing / target terms from x and t), and the
+ *     halving tree (slot k += slot k + w, w = RW/2, ..., 1) is the pairwise sum of the
+ *     slots taken in bit-reversed order, so the slots are visited in that order and
+ *     combined on a stack: the same additions, the same bits.
+ * (One pass in slot order costs ~60% more instructions: each slot's loop sets up the exp
+ * constants again, and the stack and exp compete for the 16 AVX2 registers.)  Slots past
  * C are +0 (no slot value is ever -0, so adding them is exact).  C <= FL_CE_TRANSPOSE_MAX
  * <= FL_CE_CHUNK: float64's compensated sums have a single chunk, whose Neumaier step
  * from (0, 0) returns the partial sum exactly, so plain sums give the same bits.
- * Sums to out[i ...] of g->S / A / B; ties and x_y to ws. */
+ * Sums to g->S / A / B [i ...]; ties, x_y and e_y to ws. */
 #define CE_LOGK (RW == 16 ? 4 : RW == 8 ? 3 : RW == 4 ? 2 : 1)
 FL_CE_INLINE void FL(ce_rows_sweep2)(const int PROB, const int SMOOTH, const int HAS_W,
                                      const int LAB, const FL(ce_call) *k, const real *xb,
@@ -1103,14 +1110,32 @@ FL_CE_INLINE void FL(ce_rows_sweep2)(const int PROB, const int SMOOTH, const int
                                      RVI okm, RVI ylv, FL(ce_bws) *ws, fl_ce_grp *g)
 {
     const RV zero = FL(fl_set1)(0);
-    const RVI all = ~(RVI){0};
     const int EXTRA = PROB || SMOOTH;
     const real *w = k->w;
     const RV m = FL(fl_load)(ws->mx + i);
-    fl_v_f64 md[CE_NH];
-    if (EXTRA) FL(ce_widen)(m, md);
+    /* pass 1 */
     RVI ties = (RVI){0};
     RV xy = zero, ey = FL(fl_set1)(1);
+    RVI cl = (RVI){0};
+    for (int64_t c = 0; c < C; c++) {
+        const RV xv = FL(fl_select)(okm, FL(fl_load)(xb + c * FL_CE_BMAX + i), zero);
+        const RV d = xv - m, ex = FL(fl_exp_u1)(d); /* as ce_exp_term */
+        ties -= d == zero;
+        FL(fl_store)(ws->term + c * RW, FL(fl_select)(d != zero, ex, zero));
+        if (gb) FL(fl_store)(gb + c * FL_CE_BMAX + i, ex);
+        if (LAB) {
+            const RVI isy = ylv == cl;
+            xy = FL(fl_select)(isy, xv, xy);
+            if (CE_NH == 2) ey = FL(fl_select)(isy, ex, ey);
+            cl = cl + 1;
+        }
+    }
+    ws->ties[i / RW] = ties;
+    ws->xy[i / RW] = xy;
+    ws->ey[i / RW] = ey;
+    /* pass 2 */
+    fl_v_f64 md[CE_NH];
+    if (EXTRA) FL(ce_widen)(m, md);
     fl_v_f64 stS[CE_LOGK + 1][CE_NH], stA[CE_LOGK + 1][CE_NH], stB[CE_LOGK + 1][CE_NH];
 #pragma GCC unroll 16
     for (int j = 0; j < RW; j++) {
@@ -1119,16 +1144,11 @@ FL_CE_INLINE void FL(ce_rows_sweep2)(const int PROB, const int SMOOTH, const int
         fl_v_f64 pS[CE_NH], pA[CE_NH], pB[CE_NH];
         for (int h = 0; h < CE_NH; h++) pS[h] = pA[h] = pB[h] = fl_set1_f64(0.0);
         for (int64_t c = ks; c < C; c += RW) {
-            const RV xv = FL(fl_select)(okm, FL(fl_load)(xb + c * FL_CE_BMAX + i), zero);
             fl_v_f64 t[CE_NH], xd[CE_NH], wd[CE_NH], tdd[CE_NH], ta[CE_NH], tbb[CE_NH];
-            const RV ex = FL(ce_exp_term)(xv, m, all, 1, t, &ties);
-            if (gb) FL(fl_store)(gb + c * FL_CE_BMAX + i, ex);
+            FL(ce_widen)(FL(fl_load)(ws->term + c * RW), t);
             for (int h = 0; h < CE_NH; h++) pS[h] = pS[h] + t[h];
-            if (LAB) {
-                const RVI isy = ylv == (FL(ce_lane))c;
-                xy = FL(fl_select)(isy, xv, xy);
-                if (CE_NH == 2) ey = FL(fl_select)(isy, ex, ey);
-            }
+            if (!EXTRA) continue;
+            const RV xv = FL(fl_select)(okm, FL(fl_load)(xb + c * FL_CE_BMAX + i), zero);
             const double wc = HAS_W ? (double)w[c] : 1.0;
             for (int h = 0; h < CE_NH; h++) wd[h] = fl_set1_f64(wc);
             if (PROB) {
@@ -1139,7 +1159,7 @@ FL_CE_INLINE void FL(ce_rows_sweep2)(const int PROB, const int SMOOTH, const int
                     pA[h] = pA[h] + ta[h];
                     pB[h] = pB[h] + tbb[h];
                 }
-            } else if (SMOOTH && (wc != 0 || c < RW)) { /* w_c == 0 adds nothing (+0) */
+            } else if (wc != 0 || c < RW) { /* smoothing; w_c == 0 adds nothing (+0) */
                 FL(ce_widen)(xv, xd);
                 FL(ce_smooth_term)(xd, md, HAS_W ? wd : NULL, NULL, ta);
                 for (int h = 0; h < CE_NH; h++) pA[h] = pA[h] + ta[h];
@@ -1163,9 +1183,6 @@ FL_CE_INLINE void FL(ce_rows_sweep2)(const int PROB, const int SMOOTH, const int
         if (EXTRA) fl_store_f64(g->A + i + h * FL_CE_DW, stA[CE_LOGK][h]);
         if (PROB) fl_store_f64(g->B + i + h * FL_CE_DW, stB[CE_LOGK][h]);
     }
-    ws->ties[i / RW] = ties;
-    ws->xy[i / RW] = xy;
-    ws->ey[i / RW] = ey;
 }
 #undef CE_LOGK
 
