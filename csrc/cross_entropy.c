@@ -321,11 +321,11 @@ FL_CE_INLINE void fl_ce_grp_blank(fl_ce_grp *g, int64_t i)
 }
 
 /* The per-sample stage for entries [0, n) (n a multiple of the double lanes),
- * vectorised over samples; every lane independent of its neighbours.  MODE and EY are
- * P->mode and P->ey as constants (P is read through a local copy: stores to g cannot
- * change it, so its fields stay in registers). */
-FL_CE_INLINE void fl_ce_finish_body(const int MODE, const int EY, fl_ce_grp *g, int64_t n,
-                                    const fl_ce_par *Pp)
+ * vectorised over samples; every lane independent of its neighbours.  MODE, EY and
+ * SMOOTH are P->mode, P->ey and P->smooth as constants (P is read through a local copy:
+ * stores to g cannot change it, so its fields stay in registers). */
+FL_CE_INLINE void fl_ce_finish_body(const int MODE, const int EY, const int SMOOTH,
+                                    fl_ce_grp *g, int64_t n, const fl_ce_par *Pp)
 {
     const fl_ce_par Pl = *Pp, *const P = &Pl;
     const fl_v_f64 zero = fl_set1_f64(0.0), one = fl_set1_f64(1.0);
@@ -365,8 +365,8 @@ FL_CE_INLINE void fl_ce_finish_body(const int MODE, const int EY, fl_ce_grp *g, 
                 loss = fl_select_f64(cnz, cy * fl_select_f64(cnz, u, zero), zero);
                 A = cy + P->e * P->W;
                 gy = cy * pm1;
-                if (P->e != 0) gy = gy + P->e * ((P->W * py) - wy);
-                if (P->smooth) /* + e (W L - sum_{w_c != 0} w_c (x_c - m)) */
+                if (SMOOTH && P->e != 0) gy = gy + P->e * ((P->W * py) - wy);
+                if (SMOOTH) /* + e (W L - sum_{w_c != 0} w_c (x_c - m)) */
                     loss = loss + P->e * ((P->W * L) - fl_load_f64(g->A + i));
             } else {
                 /* focal, q = 1 - p_y, a = alpha_y:
@@ -418,10 +418,13 @@ FL_CE_INLINE void fl_ce_finish_body(const int MODE, const int EY, fl_ce_grp *g, 
 
 static void fl_ce_finish(fl_ce_grp *g, int64_t n, const fl_ce_par *P)
 {
-    if (P->mode == FL_CE_MODE_PROB) fl_ce_finish_body(FL_CE_MODE_PROB, 0, g, n, P);
-    else if (P->mode == FL_CE_MODE_FOCAL) fl_ce_finish_body(FL_CE_MODE_FOCAL, 0, g, n, P);
-    else if (P->ey) fl_ce_finish_body(FL_CE_MODE_CE, 1, g, n, P);
-    else fl_ce_finish_body(FL_CE_MODE_CE, 0, g, n, P);
+    const int ey = P->ey, sm = P->smooth;
+    if (P->mode == FL_CE_MODE_PROB) fl_ce_finish_body(FL_CE_MODE_PROB, 0, 0, g, n, P);
+    else if (P->mode == FL_CE_MODE_FOCAL) fl_ce_finish_body(FL_CE_MODE_FOCAL, 0, 0, g, n, P);
+    else if (ey && sm) fl_ce_finish_body(FL_CE_MODE_CE, 1, 1, g, n, P);
+    else if (ey) fl_ce_finish_body(FL_CE_MODE_CE, 1, 0, g, n, P);
+    else if (sm) fl_ce_finish_body(FL_CE_MODE_CE, 0, 1, g, n, P);
+    else fl_ce_finish_body(FL_CE_MODE_CE, 0, 0, g, n, P);
 }
 
 /* in-register transposes of RW x RW blocks: index lists of the butterfly steps

@@ -502,7 +502,8 @@ cdef object _elementwise(ElemKind kind, object x, object y, object dt, str red, 
     j.pw = _bcast(pw[0], pw[1], pw[2], n, &upw)
     unit = uw // _gcd(uw, upw) * upw
     # Large arrays go in blocks of STREAM_BLOCK_BYTES, which the kernels write with
-    # streaming stores (elementwise.h: outputs of >= 1 MiB per call); smaller ones in
+    # streaming stores (elementwise.h: outputs of >= 1 MiB per call; binary.c: BCE with
+    # logits and hard-label focal, not BCE on probabilities); smaller ones in
     # cache-sized blocks with regular stores, so a result read right after the call is
     # still in the cache.  Either way the block size depends only on n and the dtype.
     cdef int64_t block = BLOCK_ELEMENTS
