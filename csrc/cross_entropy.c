@@ -954,7 +954,8 @@ FL_CE_NOINLINE double FL(ce_rows)(const FL(ce_call) *k, int64_t outer, int64_t C
                                 next && k->prob ? k->t + (o0 + i + 1) * C : NULL,
                                 streaming ? &st : NULL);
             grp.dy[i] = k->prob ? 0.0 : (double)xr[y] - (double)m;
-            grp.ey[i] = k->P->ey && eo ? (double)eo[y] : 1.0; /* e_y: only the gradient needs it */
+            /* e_y, from the stored e_c: only the gradient needs it */
+            grp.ey[i] = k->P->ey && eo ? (double)eo[y] : 1.0;
             grp.wy[i] = !k->prob && w ? (double)w[y] : 1.0;
             grp.ok[i] = -1;
         }
