@@ -24,6 +24,7 @@ FAMILIES = [os.path.join(CSRC, f) for f in (
     "regression.c",
     "cross_entropy.c",
     "overlap.c",
+    "stream.c",
 )]
 HEADERS = [os.path.join(CSRC, h) for h in (
     "fastloss.h", "real.h", "accumulate.h", "vecmath.h", "elementwise.h")]

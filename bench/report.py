@@ -3,10 +3,12 @@
 Runs the standard cases (bench/cases.py) in one process, the contenders interleaved
 (fastloss, reference, torch, sklearn, fastloss again, ...) for several repetitions so that
 a noisy neighbour hurts all of them alike, and takes each contender's best repetition.
-It measures the machine's memory bandwidth in the same run with a STREAM "triad" kernel
-(a = b + s c over arrays far larger than the caches) and reports, per case: time per call,
-elements per second, speed-up over the NumPy reference and over torch, and the fraction
-of that bandwidth the fastloss call reaches (bytes a single pass must move / time).
+It measures the machine's memory bandwidth in the same run with STREAM's "triad"
+(a = b + s c over arrays far larger than the caches, one thread; fastloss's C loop of
+csrc/stream.c, written as the memory-bound kernels are, best of the run) and reports, per
+case: time per call, elements per second, speed-up over the NumPy reference and over
+torch, and the fraction of that bandwidth the fastloss call reaches (bytes a single pass
+must move / time).  The triad in NumPy is printed beside it for comparison.
 fastloss is compared with the reference at 1 thread each, and with torch at --threads
 each (default: all cores).
 
@@ -88,24 +90,47 @@ def cpu_flags():
     return []
 
 
-def stream_triad_bandwidth(n=2**25, repeats=7, chunk=2**16):
-    """Bytes/s of STREAM's triad a = b + s c (two streams read, one written, counted as
-    STREAM counts them: 3 x 4 bytes per element) over 3 x 128 MiB float32, one thread.
-    NumPy has no fused triad, so it runs in cache-sized chunks: s c goes to a small
-    temporary that stays in L1/L2, and memory sees only the three streams."""
+TRIAD_N = 2**25  # 3 x 128 MiB of float32: far beyond the caches
+
+
+def triad_arrays(n=TRIAD_N):
     a = np.empty(n, np.float32)
     b = np.ones(n, np.float32)
     c = np.ones(n, np.float32)
+    a.fill(0.0)  # touch every page before timing
+    return a, b, c
+
+
+def stream_triad_bandwidth(arrays, repeats=7):
+    """Bytes/s of STREAM's triad a = b + s c over 3 x 128 MiB of float32 on one thread
+    (two streams read, one written, counted as STREAM counts them: 3 x 4 bytes per
+    element), best of `repeats`, with fastloss's C loop for the dispatched target
+    (csrc/stream.c: vectors, streaming stores, prefetched inputs, as the memory-bound
+    kernels run): the memory roofline the "of bandwidth" column is a fraction of."""
+    a, b, c = arrays
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fastloss._stream_triad(a, b, c, 3.0)
+        best = min(best, time.perf_counter() - t0)
+    return 3 * a.size * a.itemsize / best
+
+
+def numpy_triad_bandwidth(arrays, repeats=7, chunk=2**16):
+    """The same triad in NumPy, for comparison only: NumPy has no fused triad, so it
+    runs in cache-sized chunks (s c into a small temporary that stays in L1/L2, then
+    b + tmp into a) with ordinary stores, each written line read for ownership first."""
+    a, b, c = arrays
     tmp = np.empty(chunk, np.float32)
     s = np.float32(3.0)
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        for i in range(0, n, chunk):
+        for i in range(0, a.size, chunk):
             np.multiply(c[i:i + chunk], s, out=tmp)
             np.add(b[i:i + chunk], tmp, out=a[i:i + chunk])
         best = min(best, time.perf_counter() - t0)
-    return 3 * n * 4 / best
+    return 3 * a.size * a.itemsize / best
 
 
 def time_call(fn, min_time=0.05):
@@ -126,26 +151,34 @@ def run(dtype, scale, repeats, min_time, threads):
         torch.set_num_threads(threads)
     Case.threads = threads
     results = []
-    bw = stream_triad_bandwidth()
+    arrays = triad_arrays()
+    bw_numpy = numpy_triad_bandwidth(arrays)
+    # the roofline: the best triad of the run, measured at the start and again in every
+    # repetition of every case, so that a machine that is slower during part of the run
+    # is not compared against its bandwidth from another part
+    bw = stream_triad_bandwidth(arrays)
     for case in standard_cases(dtype, scale=scale):
         times = {who: float("inf") for who in case.contenders}
         for _ in range(repeats):
             for who, fn in case.contenders.items():
                 times[who] = min(times[who], time_call(fn, min_time))
+            bw = max(bw, stream_triad_bandwidth(arrays, repeats=2))
         results.append({"case": case.name, "elements": case.elements,
                         "bytes": case.nbytes, "seconds": times})
         print(f"  {case.name}: " + ", ".join(f"{k} {v * 1e3:.3f} ms" for k, v in times.items()),
               flush=True)
         del case
-    return bw, results
+    return {"triad": bw, "numpy_triad": bw_numpy}, results
 
 
-def markdown(meta, bw, results):
+def markdown(meta, bws, results):
+    bw = bws["triad"]
     lines = [
         f"fastloss {meta['fastloss']} | numpy {meta['numpy']} | torch {meta['torch']} | "
         f"sklearn {meta['sklearn']} | {meta['cpu']} ({', '.join(meta['cpu_flags'])}) | "
         f"{meta['dtype']} | kernels: {meta['target']} | NumPy SIMD: {meta['numpy_simd']} | "
-        f"torch SIMD: {meta['torch_simd']} | STREAM triad (1 thread) {bw / 1e9:.1f} GB/s",
+        f"torch SIMD: {meta['torch_simd']} | STREAM triad (1 thread) {bw / 1e9:.1f} GB/s "
+        f"(in NumPy: {bws['numpy_triad'] / 1e9:.1f} GB/s)",
         "",
         f"fastloss and the NumPy reference on 1 thread; fastloss ({meta['threads']}t) and torch "
         f"on {meta['threads']} threads.  ns/el = nanoseconds per element.",
@@ -226,14 +259,15 @@ def main(argv=None):
         "isa": args.isa or "native",
     }
     print(f"{meta['cpu']} | numpy {meta['numpy']} | torch {meta['torch']}", flush=True)
-    bw, results = run(np.dtype(args.dtype), args.scale, args.repeats, args.min_time,
+    bws, results = run(np.dtype(args.dtype), args.scale, args.repeats, args.min_time,
                       args.threads)
     os.makedirs(args.out, exist_ok=True)
-    md = markdown(meta, bw, results)
+    md = markdown(meta, bws, results)
     with open(os.path.join(args.out, "report.md"), "w") as f:
         f.write(md)
     with open(os.path.join(args.out, "report.json"), "w") as f:
-        json.dump({"meta": meta, "stream_triad_bytes_per_s": bw, "results": results}, f,
+        json.dump({"meta": meta, "stream_triad_bytes_per_s": bws["triad"],
+                   "numpy_triad_bytes_per_s": bws["numpy_triad"], "results": results}, f,
                   indent=1, default=lambda v: None if v == float("inf") else v)
     png = plot(results, os.path.join(args.out, "report.png"))
     print()

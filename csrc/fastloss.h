@@ -183,6 +183,14 @@ enum fl_activation { FL_ACT_NONE = 0, FL_ACT_SIGMOID = 1, FL_ACT_SOFTMAX = 2 };
       double *f_out, T *grad_out, double grad_scale, int64_t *err_index))
 FL_DECLARE_BOTH(FL_DECL_DICE)
 
+/* ----------------------------------------------------------------- stream.c */
+
+/* STREAM's triad a = b + s c over n elements (not a loss: the memory roofline of
+ * bench/report.py).  a must not overlap b or c. */
+#define FL_DECL_STREAM_TRIAD(T, S, D)                                                     \
+    D(void, fl_stream_triad##S, (int64_t n, T *a, const T *b, const T *c, double s))
+FL_DECLARE_BOTH(FL_DECL_STREAM_TRIAD)
+
 /* ---------------------------------------------------------------- threads.c */
 
 typedef void (*fl_task_fn)(void *ctx, int64_t task);
@@ -222,7 +230,8 @@ int fl_num_cores(void);
     X(softmax_ce_index, FL_DECL_CE_INDEX)                                                 \
     X(softmax_ce_prob, FL_DECL_CE_PROB)                                                   \
     X(softmax_focal, FL_DECL_SOFTMAX_FOCAL)                                               \
-    X(dice, FL_DECL_DICE)
+    X(dice, FL_DECL_DICE)                                                                 \
+    X(stream_triad, FL_DECL_STREAM_TRIAD)
 
 /* The CPU targets every family file is compiled for (setup.py's TARGETS must match),
  * worst first.  Adding a target = one entry here, its flags in setup.py, its feature

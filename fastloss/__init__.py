@@ -17,6 +17,7 @@ Submodules, available right after ``import fastloss``:
 """
 from fastloss._core import (
     dispatch_info as _dispatch_info,
+    stream_triad as _stream_triad,
     get_num_threads,
     set_num_threads,
     binary_cross_entropy,

@@ -42,6 +42,40 @@ def dispatch_info():
         "compiler": fl_compiler().decode(),
     }
 
+
+def stream_triad(a, b, c, scalar):
+    """STREAM's triad ``a[:] = b + scalar * c`` with the dispatched target's memory-bound
+    loop (csrc/stream.c): the memory roofline ``bench/report.py`` measures the kernels
+    against.  ``a``, ``b``, ``c``: 1-D C-contiguous arrays of one dtype (float32 or
+    float64) and one length, ``a`` writable and not overlapping ``b`` or ``c``.  One thread,
+    the GIL released."""
+    for name, arr in (("a", a), ("b", b), ("c", c)):
+        if not isinstance(arr, np.ndarray) or arr.ndim != 1 or not arr.flags.c_contiguous \
+                or arr.dtype not in (np.float32, np.float64):
+            raise TypeError(f"{name} must be a 1-D C-contiguous float32 or float64 array, "
+                            f"got {type(arr).__name__}"
+                            + (f" {arr.dtype} of shape {arr.shape}"
+                               if isinstance(arr, np.ndarray) else ""))
+    if b.dtype != a.dtype or c.dtype != a.dtype or b.shape != a.shape or c.shape != a.shape:
+        raise ValueError(f"a, b and c must have one dtype and length, got {a.dtype} "
+                         f"{a.shape}, {b.dtype} {b.shape}, {c.dtype} {c.shape}")
+    if not a.flags.writeable:
+        raise ValueError("a must be writable")
+    if np.may_share_memory(a, b) or np.may_share_memory(a, c):
+        raise ValueError("a must not overlap b or c")
+    cdef double s = float(scalar)
+    cdef int64_t n = a.shape[0]
+    cdef void *pa = _ptr(a)
+    cdef const void *pb = _ptr(b)
+    cdef const void *pc = _ptr(c)
+    cdef bint f32 = a.dtype == np.float32
+    with nogil:
+        if f32:
+            fl_stream_triad_f32(n, <float *>pa, <const float *>pb, <const float *>pc, s)
+        else:
+            fl_stream_triad_f64(n, <double *>pa, <const double *>pb, <const double *>pc, s)
+    return a
+
 _REDUCTIONS = ("mean", "sum", "none")
 _ACTIVATIONS = (None, "sigmoid", "softmax")
 

@@ -82,6 +82,9 @@ cdef extern from "fastloss.h" nogil:
                     int batch, const double *weight, double *f_out, double *grad_out,
                     double grad_scale, int64_t *err_index)
 
+    void fl_stream_triad_f32(int64_t n, float *a, const float *b, const float *c, double s)
+    void fl_stream_triad_f64(int64_t n, double *a, const double *b, const double *c, double s)
+
     ctypedef void (*fl_task_fn)(void *ctx, int64_t task) noexcept nogil
     int fl_parallel_for(int64_t n_tasks, int n_threads, fl_task_fn fn, void *ctx)
     ctypedef int (*fl_poll_fn)(void *poll_ctx) noexcept

@@ -163,3 +163,51 @@ def test_mean_is_sum_over_count(impl, rng):
     m, gm = mod.huber_loss(x, t, reduction="mean", return_grad=True)
     np.testing.assert_allclose(m, s / 30, rtol=1e-15)
     np.testing.assert_allclose(gm, gs / 30, rtol=1e-15)
+
+
+# ------------------------------------------------------------ the triad of bench/report.py
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("n", [0, 1, 7, 63, 64, 65, 1000, (1 << 20) // 4 + 37,
+                               (1 << 20) // 8 + 37])
+def test_stream_triad_is_b_plus_s_c(dtype, n, rng):
+    """fastloss._stream_triad, the memory roofline of bench/report.py, computes exactly
+    NumPy's b + s * c (one multiply, one add, rounded in dtype) for every length: the
+    masked tail and, from 1 MiB of output, the streaming-store path.  The sizes around
+    (1 << 20) / itemsize + 37 take the streaming path for one dtype and not the other.
+    Special values go through as NumPy's; nothing is written past a's end."""
+    b = rng.standard_normal(n).astype(dtype)
+    c = rng.standard_normal(n).astype(dtype)
+    if n >= 7:
+        b[:4] = [np.nan, np.inf, -np.inf, 0.0]
+        c[:4] = [1.0, -np.inf, 2.0, -0.0]
+    s = 0.1  # not exact in float32: rounded to dtype first, as NumPy's dtype(s) is
+    buf = np.full(n + 16, 7.0, dtype)
+    a = buf[:n]
+    fastloss._stream_triad(a, b, c, s)
+    with np.errstate(invalid="ignore"):
+        expect = b + dtype(s) * c
+    np.testing.assert_array_equal(a, expect)
+    assert (np.signbit(a) == np.signbit(expect)).all()
+    assert (buf[n:] == 7.0).all()
+
+
+def test_stream_triad_rejects_bad_arrays():
+    f4 = np.zeros(8, np.float32)
+    with pytest.raises(ValueError, match="one dtype and length"):
+        fastloss._stream_triad(np.zeros(8), f4, np.zeros(8), 1.0)
+    with pytest.raises(ValueError, match="one dtype and length"):
+        fastloss._stream_triad(np.zeros(8), np.zeros(8), np.zeros(9), 1.0)
+    with pytest.raises(TypeError, match="b must be a 1-D C-contiguous"):
+        fastloss._stream_triad(np.zeros(4), np.zeros(8)[::2], np.zeros(4), 1.0)
+    with pytest.raises(TypeError, match="a must be a 1-D C-contiguous"):
+        fastloss._stream_triad([0.0], np.zeros(1), np.zeros(1), 1.0)
+    with pytest.raises(TypeError, match="c must be"):
+        fastloss._stream_triad(np.zeros(3), np.zeros(3), np.zeros(3, np.int64), 1.0)
+    x = np.zeros(8)
+    with pytest.raises(ValueError, match="must not overlap"):
+        fastloss._stream_triad(x, x, np.zeros(8), 1.0)
+    ro = np.zeros(8)
+    ro.flags.writeable = False
+    with pytest.raises(ValueError, match="writable"):
+        fastloss._stream_triad(ro, np.zeros(8), np.zeros(8), 1.0)
