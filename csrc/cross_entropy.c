@@ -560,11 +560,10 @@ FL_CE_INLINE void FL(ce_transpose)(RV *v)
 
 /* --------------------------------------------------- per-element terms (shared) */
 
-/* e = exp(x - m), the exp-sum term (e where x != m, else 0; NaN stays) and the ties.
- * full == 0: only lanes of valid are in use (the others get d = 0 and contribute
- * nothing). */
-FL_CE_INLINE RV FL(ce_exp_term)(RV x, RV m, RVI valid, int full, fl_v_f64 term[CE_NH],
-                                RVI *ties)
+/* e = exp(x - m), the exp-sum term in the input's precision (e where x != m, else 0;
+ * NaN stays) and the ties.  full == 0: only lanes of valid are in use (the others get
+ * d = 0 and contribute nothing). */
+FL_CE_INLINE RV FL(ce_exp_rterm)(RV x, RV m, RVI valid, int full, RV *term, RVI *ties)
 {
     const RV zero = FL(fl_set1)(0);
     RV d = x - m;
@@ -573,7 +572,17 @@ FL_CE_INLINE RV FL(ce_exp_term)(RV x, RV m, RVI valid, int full, fl_v_f64 term[C
     RVI tie = d == zero;
     if (!full) tie &= valid;
     *ties -= tie;
-    FL(ce_widen)(FL(fl_select)(d != zero, e, zero), term);
+    *term = FL(fl_select)(d != zero, e, zero);
+    return e;
+}
+
+/* as ce_exp_rterm, the term widened to double */
+FL_CE_INLINE RV FL(ce_exp_term)(RV x, RV m, RVI valid, int full, fl_v_f64 term[CE_NH],
+                                RVI *ties)
+{
+    RV t;
+    const RV e = FL(ce_exp_rterm)(x, m, valid, full, &t, ties);
+    FL(ce_widen)(t, term);
     return e;
 }
 
@@ -1121,11 +1130,12 @@ FL_CE_INLINE void FL(ce_rows_sweep2)(const int PROB, const int SMOOTH, const int
     RVI ties = (RVI){0};
     RV xy = zero, ey = FL(fl_set1)(1);
     RVI cl = (RVI){0};
+    const RVI all = ~(RVI){0};
     for (int64_t c = 0; c < C; c++) {
         const RV xv = FL(fl_select)(okm, FL(fl_load)(xb + c * FL_CE_BMAX + i), zero);
-        const RV d = xv - m, ex = FL(fl_exp_u1)(d); /* as ce_exp_term */
-        ties -= d == zero;
-        FL(fl_store)(ws->term + c * RW, FL(fl_select)(d != zero, ex, zero));
+        RV t;
+        const RV ex = FL(ce_exp_rterm)(xv, m, all, 1, &t, &ties);
+        FL(fl_store)(ws->term + c * RW, t);
         if (gb) FL(fl_store)(gb + c * FL_CE_BMAX + i, ex);
         if (LAB) {
             const RVI isy = ylv == cl;
@@ -1226,9 +1236,6 @@ FL_CE_INLINE void FL(ce_block)(const int PROB, const int SMOOTH, const int HAS_W
         __builtin_memcpy(&yv, ws->yl + v * RW, sizeof yv);
         ylv[v] = yv;
         okm[v] = ylv[v] >= 0;
-        ws->ties[v] = (RVI){0};
-        ws->xy[v] = zero;
-        ws->ey[v] = FL(fl_set1)(1);
     }
     /* sweep 1: max; ignored samples and lanes past nb see zeros */
     for (int64_t i = 0; !MXG && i < nv; i += RW)
@@ -1247,6 +1254,11 @@ FL_CE_INLINE void FL(ce_block)(const int PROB, const int SMOOTH, const int HAS_W
         goto per_sample;
     }
     /* sweep 2: exp terms (stored into gb), target / smoothing sums, x_y */
+    for (int64_t v = 0; v < nv / RW; v++) {
+        ws->ties[v] = (RVI){0};
+        ws->xy[v] = zero;
+        ws->ey[v] = FL(fl_set1)(1);
+    }
     if (CE_COMP) {
         FL(ce_pacc_init)(&ws->S, ns, nv);
         if (EXTRA) FL(ce_pacc_init)(&ws->A, ns, nv);
