@@ -1080,7 +1080,10 @@ static void FL(ce_pacc_result)(FL(ce_pacc) *a, int64_t ns, int64_t nv, double *o
                 fl_store_f64(T + k * FL_CE_BMAX + i,
                              fl_load_f64(T + k * FL_CE_BMAX + i) +
                                  fl_load_f64(T + (k + w) * FL_CE_BMAX + i));
-    for (int64_t i = 0; i < nv; i += FL_CE_DW) fl_store_f64(out + i, fl_load_f64(T + i));
+    /* nv <= FL_CE_BMAX, out[]'s size: the second bound says so to gcc 12, which otherwise
+     * warns of stores past out[] (-Wstringop-overflow) */
+    for (int64_t i = 0; i < nv && i <= FL_CE_BMAX - FL_CE_DW; i += FL_CE_DW)
+        fl_store_f64(out + i, fl_load_f64(T + i));
 }
 
 /* label / mask lanes of a real vector */
