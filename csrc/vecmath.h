@@ -512,10 +512,14 @@ FL__INLINE void fl_widen_f32(fl_v_f32 v, fl_v_f64 w[2])
     w[0] = (fl_v_f64)_mm_cvtps_pd((__m128)v);
     w[1] = (fl_v_f64)_mm_cvtps_pd(_mm_movehl_ps((__m128)v, (__m128)v));
 #else
+    fl_v_f64 lo = {0}, hi = {0}; /* whole vectors: filled lane by lane, w[] would be
+                                  * read uninitialised first (gcc warns) */
     for (int i = 0; i < fl_lanes_f64; i++) {
-        w[0][i] = (double)v[i];
-        w[1][i] = (double)v[i + fl_lanes_f64];
+        lo[i] = (double)v[i];
+        hi[i] = (double)v[i + fl_lanes_f64];
     }
+    w[0] = lo;
+    w[1] = hi;
 #endif
 }
 FL__INLINE fl_v_f32 fl_narrow_f64(fl_v_f64 lo, fl_v_f64 hi)

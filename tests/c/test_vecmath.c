@@ -856,6 +856,19 @@ static void test_helpers(void)
     fl_v_f64 fm = fl_fma_f64(fl_set1_f64(1.0 + 0x1p-30), fl_set1_f64(1.0 - 0x1p-30),
                              fl_set1_f64(-1.0));
     if (FL_HAVE_FMA ? fm[0] != -0x1p-60 : fm[0] != 0.0) FAIL("fma_f64 fused=%d", FL_HAVE_FMA);
+    /* float32 <-> float64 lanes: widen is exact and in lane order, narrow rounds back */
+    for (int i = 0; i < fl_lanes_f32; i++) a[i] = (float)(i + 1) * (1.0f + 0x1p-23f) - 100.0f;
+    fl_v_f64 w[2];
+    fl_widen_f32(fl_load_f32(a), w);
+    for (int i = 0; i < fl_lanes_f32; i++)
+        if (w[i / fl_lanes_f64][i % fl_lanes_f64] != (double)a[i]) FAIL("widen_f32 lane %d", i);
+    fl_v_f32 nw = fl_narrow_f64(w[0], w[1]);
+    for (int i = 0; i < fl_lanes_f32; i++)
+        if (bits32(nw[i]) != bits32(a[i])) FAIL("narrow_f64 lane %d", i);
+    w[0] = w[0] + fl_set1_f64(0x1p-40); /* not a float: narrow rounds to nearest */
+    nw = fl_narrow_f64(w[0], w[1]);
+    for (int i = 0; i < fl_lanes_f64; i++)
+        if (nw[i] != (float)(w[0][i])) FAIL("narrow_f64 rounding, lane %d", i);
 }
 
 /* ------------------------------------------------------------ floating-point flags */
