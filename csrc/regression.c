@@ -15,8 +15,9 @@
  *    "invalid" in the comparisons.
  *  - loss_out / grad_out NULL and the store kind are decided once per call: the body is
  *    one always-inline template (reg_run) instantiated per case, no per-element tests.
- *  - U = 4 vectors per step, each stored before the next is loaded (so grad_out or
- *    loss_out may be x or y itself, as the scalar loop allowed).
+ *  - U = 4 vectors per step, each stored before the next is loaded (streaming: held
+ *    until then, see fl_ew_nts), so grad_out or loss_out may be x or y itself, as the
+ *    scalar loop allowed.
  *  - the tail (< U vectors) is the same step with masked loads (fill 0: loss +0, no FP
  *    flags) and masked stores: same bits as the body, nothing read or written out of
  *    bounds.
@@ -113,7 +114,7 @@ FL_REG_INLINE V FL(reg_eval)(const int kind, const FL(reg_k) *k, V x, V y, V *gr
  * loads, evaluates, stores; returns the loss vector. */
 FL_REG_INLINE V FL(reg_vec)(const int kind, const int what, const int tail, int64_t rem,
                         const real *x, const real *y, const FL(reg_k) *k, real *loss_out,
-                        real *grad_out)
+                        real *grad_out, FL(fl_ew_nts) *ls, FL(fl_ew_nts) *gst)
 {
     V xv, yv, l, g;
     if (tail) {
@@ -127,9 +128,12 @@ FL_REG_INLINE V FL(reg_vec)(const int kind, const int what, const int tail, int6
     if (tail) {
         if (what & FL_EW_LOSS) FL(fl_store_partial)(loss_out, l, rem);
         if (what & FL_EW_GRAD) FL(fl_store_partial)(grad_out, g, rem);
+    } else if (what & FL_EW_NT) { /* the streams know where */
+        if (what & FL_EW_LOSS) FL(fl_ew_nts_put)(ls, l);
+        if (what & FL_EW_GRAD) FL(fl_ew_nts_put)(gst, g);
     } else {
-        if (what & FL_EW_LOSS) FL(fl_ew_store)(loss_out, l, what & FL_EW_NT);
-        if (what & FL_EW_GRAD) FL(fl_ew_store)(grad_out, g, what & FL_EW_NT);
+        if (what & FL_EW_LOSS) FL(fl_ew_store)(loss_out, l, 0);
+        if (what & FL_EW_GRAD) FL(fl_ew_store)(grad_out, g, 0);
     }
     return l;
 }
@@ -141,7 +145,8 @@ FL_REG_INLINE V FL(reg_vec)(const int kind, const int what, const int tail, int6
  * per-lane compensated sum (s, c). */
 FL_REG_INLINE void FL(reg_step)(const int kind, const int what, const int tail, int64_t rem,
                             const real *x, const real *y, const FL(reg_k) *k,
-                            real *loss_out, real *grad_out, fl_v_f64 *s, fl_v_f64 *c)
+                            real *loss_out, real *grad_out, FL(fl_ew_nts) *ls,
+                            FL(fl_ew_nts) *gst, fl_v_f64 *s, fl_v_f64 *c)
 {
     fl_v_f64 p[FL_REG_U];
     for (int j = 0; j < FL_REG_U; j++) {
@@ -149,12 +154,14 @@ FL_REG_INLINE void FL(reg_step)(const int kind, const int what, const int tail, 
         if (!tail)
             p[j] = FL(fl_ew_widen_sum)(FL(reg_vec)(kind, what, 0, VL, x + o, y + o, k,
                                              (what & FL_EW_LOSS) ? loss_out + o : 0,
-                                             (what & FL_EW_GRAD) ? grad_out + o : 0));
+                                             (what & FL_EW_GRAD) ? grad_out + o : 0, ls,
+                                             gst));
         else if (rem > o)
-            p[j] = FL(fl_ew_widen_sum)(FL(reg_vec)(kind, what, rem - o < VL, rem - o, x + o,
-                                             y + o, k,
+            p[j] = FL(fl_ew_widen_sum)(FL(reg_vec)(kind, what & ~FL_EW_NT, rem - o < VL,
+                                             rem - o, x + o, y + o, k,
                                              (what & FL_EW_LOSS) ? loss_out + o : 0,
-                                             (what & FL_EW_GRAD) ? grad_out + o : 0));
+                                             (what & FL_EW_GRAD) ? grad_out + o : 0, ls,
+                                             gst));
         else
             p[j] = fl_set1_f64(0.0);
     }
@@ -181,6 +188,11 @@ FL_REG_INLINE double FL(reg_run)(const int kind, const int what, int64_t n, cons
 {
     const int64_t step = (int64_t)FL_REG_U * VL;
     fl_v_f64 s = fl_set1_f64(0.0), c = fl_set1_f64(0.0);
+    FL(fl_ew_nts) ls = {0}, gst = {0};
+    if (what & FL_EW_NT) {
+        FL(fl_ew_nts_init)(&ls, loss_out);
+        FL(fl_ew_nts_init)(&gst, grad_out);
+    }
     int64_t i = 0;
     for (; i <= n - step; i += step) {
         if (what & FL_EW_NT) /* large inputs (see FL_REG_PREFETCH_BYTES) */
@@ -190,12 +202,16 @@ FL_REG_INLINE double FL(reg_run)(const int kind, const int what, int64_t n, cons
             }
         FL(reg_step)(kind, what, 0, step, x + i, y + i, k,
                      (what & FL_EW_LOSS) ? loss_out + i : 0,
-                     (what & FL_EW_GRAD) ? grad_out + i : 0, &s, &c);
+                     (what & FL_EW_GRAD) ? grad_out + i : 0, &ls, &gst, &s, &c);
+    }
+    if (what & FL_EW_NT) { /* the streams' last lanes, before the tail reads on */
+        if (what & FL_EW_LOSS) FL(fl_ew_nts_finish)(&ls);
+        if (what & FL_EW_GRAD) FL(fl_ew_nts_finish)(&gst);
     }
     if (i < n)
         FL(reg_step)(kind, what, 1, n - i, x + i, y + i, k,
                      (what & FL_EW_LOSS) ? loss_out + i : 0,
-                     (what & FL_EW_GRAD) ? grad_out + i : 0, &s, &c);
+                     (what & FL_EW_GRAD) ? grad_out + i : 0, &ls, &gst, &s, &c);
     fl_ew_fence(what);
     return fl_ew_lanes_result(s, c);
 }

@@ -5,7 +5,7 @@ import pytest
 
 import fastloss
 from conftest import (RTOL64, assert_grad_fd, assert_ulp_close, get_impl, implementations,
-                      pick_coords)
+                      pick_coords, seed_of)
 
 ref = fastloss.reference
 
@@ -163,6 +163,45 @@ def test_mean_is_sum_over_count(impl, rng):
     m, gm = mod.huber_loss(x, t, reduction="mean", return_grad=True)
     np.testing.assert_allclose(m, s / 30, rtol=1e-15)
     np.testing.assert_allclose(gm, gs / 30, rtol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["huber", "smooth_l1"])
+def test_large_calls_streaming_stores_any_alignment_bitwise(kind, dtype):
+    """Inputs of 8 MB or more go to the kernels in 1 MiB blocks written with streaming
+    stores; with AVX-512 each output cache line is assembled from two vectors and written
+    whole, starting wherever the output sits in its line (csrc/elementwise.h,
+    fl_ew_nts).  Outputs at every 16-byte position in a line (and one not 16-byte aligned,
+    which takes regular stores), 3M + 5 elements: the same loss and gradient bits as
+    64K-element calls (regular stores), nothing written outside the output, and the same
+    mean whatever the alignment."""
+    rng = np.random.default_rng(seed_of("streaming-alignment", kind, dtype.__name__))
+    n = 3_000_005
+    t = rng.standard_normal(n).astype(dtype)
+    x = (t + rng.standard_normal(n) * 2).astype(dtype)
+    assert x.nbytes >= 8 << 20
+    f = getattr(fastloss, kind + "_loss")
+    step = 1 << 16
+    want_l = np.concatenate([f(x[i:i + step], t[i:i + step], reduction="none")
+                             for i in range(0, n, step)])
+    want_g = np.concatenate([f(x[i:i + step], t[i:i + step], reduction="sum",
+                               return_grad=True)[1] for i in range(0, n, step)])
+    lanes16 = 16 // x.itemsize
+    base_mean, _ = f(x, t, return_grad=True)
+    for off in [j * lanes16 for j in range(4)] + [1]:
+        lbuf = np.full(n + 16, 7.0, dtype)
+        gbuf = np.full(n + 16, 7.0, dtype)
+        lv, gv = lbuf[off:off + n], gbuf[off:off + n]
+        loss, grad = f(x, t, reduction="none", return_grad=True, out=lv, grad_out=gv)
+        assert loss is lv and grad is gv
+        np.testing.assert_array_equal(lv, want_l, err_msg=f"loss, offset {off}")
+        # the gradient of "none" is the gradient of "sum": scale 1
+        np.testing.assert_array_equal(gv, want_g, err_msg=f"grad, offset {off}")
+        for buf in (lbuf, gbuf):
+            assert (buf[:off] == 7.0).all() and (buf[off + n:] == 7.0).all(), off
+        m, g = f(x, t, return_grad=True, grad_out=gv)
+        assert m == base_mean, (off, m, base_mean)
+        np.testing.assert_array_equal(g, f(x, t, return_grad=True)[1])
 
 
 # ------------------------------------------------------------ the triad of bench/report.py
