@@ -4,13 +4,14 @@
  * its time, against the triad's 3 x itemsize bytes per element over its time).
  *
  * Compiled per target like the loss families and written as the memory-bound ones are
- * (regression.c): vectors of the target's width, inputs prefetched 1 KiB ahead into L1,
- * streaming stores for outputs of >= FL_EW_NT_MIN_BYTES per call (elementwise.h), a
- * masked tail.  So it measures what a loop of this package can draw from memory on one
- * core, not what NumPy can: a triad in NumPy is two passes with ordinary stores (a
- * read-for-ownership per written line), and reached about half of this one's bandwidth
- * on the CI machine (11.6 against ~27 GB/s, Sapphire-Rapids-class Xeon, arrays on huge
- * pages), so every memory-bound kernel looked like 150-200% of "the bandwidth".
+ * (regression.c): vectors of the target's width, inputs prefetched as far ahead into L1
+ * (3 KiB with AVX2, else 1 KiB), streaming stores for outputs of >= FL_EW_NT_MIN_BYTES
+ * per call (elementwise.h's fl_ew_nts: whole lines with AVX-512), a masked tail.  So it
+ * measures what a loop of this package can draw from memory on one core, not what NumPy
+ * can: a triad in NumPy is two passes with ordinary stores (a read-for-ownership per
+ * written line), and reached less than half of this one's bandwidth on the CI machine
+ * (11.6 against 26 GB/s, Sapphire-Rapids-class Xeon), so every memory-bound kernel
+ * looked like 150-200% of "the bandwidth".
  * s c + b is a multiply and an add (no FMA: FP contraction is off), as STREAM's C.
  */
 #ifndef FL_TEMPLATE_PASS
@@ -19,8 +20,12 @@
 #include "fastloss.h"
 #include "elementwise.h"
 
-#ifndef FL_STREAM_PREFETCH_BYTES
+#ifndef FL_STREAM_PREFETCH_BYTES /* as FL_REG_PREFETCH_BYTES */
+#if FL_VEC_BYTES == 32
+#define FL_STREAM_PREFETCH_BYTES 3072
+#else
 #define FL_STREAM_PREFETCH_BYTES 1024
+#endif
 #endif
 
 #define FL_REAL_F32
@@ -44,6 +49,8 @@ FL(stream_triad_run)(const int nt, int64_t n, real *a, const real *b, const real
 {
     const V sv = FL(fl_set1)(s);
     const int64_t step = 4 * (int64_t)VL;
+    FL(fl_ew_nts) st = {0};
+    if (nt) FL(fl_ew_nts_init)(&st, a);
     int64_t i = 0;
     for (; i <= n - step; i += step) {
         if (nt)
@@ -53,9 +60,12 @@ FL(stream_triad_run)(const int nt, int64_t n, real *a, const real *b, const real
             }
         for (int j = 0; j < 4; j++) {
             const int64_t o = i + (int64_t)j * VL;
-            FL(fl_ew_store)(a + o, FL(fl_load)(b + o) + sv * FL(fl_load)(c + o), nt);
+            const V v = FL(fl_load)(b + o) + sv * FL(fl_load)(c + o);
+            if (nt) FL(fl_ew_nts_put)(&st, v);
+            else FL(fl_store)(a + o, v);
         }
     }
+    if (nt) FL(fl_ew_nts_finish)(&st);
     for (; i < n; i += VL) {
         const int64_t m = n - i < VL ? n - i : VL;
         FL(fl_store_partial)(a + i, FL(fl_load_partial)(b + i, m, RC(0.0)) +

@@ -214,21 +214,24 @@ def test_stream_triad_is_b_plus_s_c(dtype, n, rng):
     NumPy's b + s * c (one multiply, one add, rounded in dtype) for every length: the
     masked tail and, from 1 MiB of output, the streaming-store path.  The sizes around
     (1 << 20) / itemsize + 37 take the streaming path for one dtype and not the other.
-    Special values go through as NumPy's; nothing is written past a's end."""
+    Special values go through as NumPy's; a at every 16-byte position of a cache line;
+    nothing is written outside a."""
     b = rng.standard_normal(n).astype(dtype)
     c = rng.standard_normal(n).astype(dtype)
     if n >= 7:
         b[:4] = [np.nan, np.inf, -np.inf, 0.0]
         c[:4] = [1.0, -np.inf, 2.0, -0.0]
     s = 0.1  # not exact in float32: rounded to dtype first, as NumPy's dtype(s) is
-    buf = np.full(n + 16, 7.0, dtype)
-    a = buf[:n]
-    fastloss._stream_triad(a, b, c, s)
     with np.errstate(invalid="ignore"):
         expect = b + dtype(s) * c
-    np.testing.assert_array_equal(a, expect)
-    assert (np.signbit(a) == np.signbit(expect)).all()
-    assert (buf[n:] == 7.0).all()
+    lanes16 = 16 // np.dtype(dtype).itemsize
+    for off in range(0, 64 // np.dtype(dtype).itemsize, lanes16):  # each 16 B of a line
+        buf = np.full(n + 32, 7.0, dtype)
+        a = buf[off:off + n]
+        fastloss._stream_triad(a, b, c, s)
+        np.testing.assert_array_equal(a, expect, err_msg=f"offset {off}")
+        assert (np.signbit(a) == np.signbit(expect)).all()
+        assert (buf[:off] == 7.0).all() and (buf[off + n:] == 7.0).all()
 
 
 def test_stream_triad_rejects_bad_arrays():
