@@ -168,30 +168,6 @@ FL_REG_INLINE void FL(reg_step)(const int kind, const int what, const int tail, 
     fl_ew_twosum(s, c, (p[0] + p[1]) + (p[2] + p[3]));
 }
 
-/* Memory-bound loops over large inputs (the streaming-store calls) prefetch their
- * inputs this far ahead into L1: more lines in flight than the hardware prefetchers keep
- * for one core.  Measured with a C driver (Huber, float32, gradient, 1 MiB calls, one
- * thread, Sapphire-Rapids-class Xeon): 0.68 ns per element against 0.83-0.87 without;
- * 2 and 4 KiB ahead or into L2 only gained half of that, non-temporal prefetches lost.
- * Measured again with the arrays on 2 MiB pages, as NumPy's large arrays are (it asks
- * for transparent huge pages), variants interleaved in one process, medians of 50:
- * 0.60 without, 0.46 at 1 KiB, 0.46-0.47 at 2-3 KiB, 0.49 at 4 KiB.  (With 4 KiB pages
- * 2 KiB was 2-5% ahead of 1 KiB.)
- * AVX2 (half the elements per step, twice the instructions per element) wants more lines
- * in flight: huber_loss on NumPy arrays (16 bytes past a page, huge pages), 16M float32,
- * medians of 25 calls, six runs of each build alternated, means of the medians, 1 KiB ->
- * 3 KiB: 1 thread 0.559 -> 0.531 ns per element, 2 threads 0.294 -> 0.273.  The same
- * change with AVX-512: 1 thread 0.525 -> 0.535, 2 threads 0.278 -> 0.262; it stays at
- * 1 KiB, for the one-thread case.
- * Prefetching past the end of an array is harmless (no fault, no access). */
-#ifndef FL_REG_PREFETCH_BYTES
-#if FL_VEC_BYTES == 32
-#define FL_REG_PREFETCH_BYTES 3072
-#else
-#define FL_REG_PREFETCH_BYTES 1024
-#endif
-#endif
-
 FL_REG_INLINE double FL(reg_run)(const int kind, const int what, int64_t n, const real *x,
                              const real *y, const FL(reg_k) *k, real *loss_out,
                              real *grad_out)
@@ -205,11 +181,8 @@ FL_REG_INLINE double FL(reg_run)(const int kind, const int what, int64_t n, cons
     }
     int64_t i = 0;
     for (; i <= n - step; i += step) {
-        if (what & FL_EW_NT) /* large inputs (see FL_REG_PREFETCH_BYTES) */
-            for (int64_t b = 0; b < step * (int64_t)sizeof(real); b += 64) {
-                __builtin_prefetch((const char *)(x + i) + FL_REG_PREFETCH_BYTES + b, 0, 3);
-                __builtin_prefetch((const char *)(y + i) + FL_REG_PREFETCH_BYTES + b, 0, 3);
-            }
+        if (what & FL_EW_NT) /* large inputs (elementwise.h, FL_EW_PREFETCH_BYTES) */
+            fl_ew_prefetch2(x + i, y + i, step * (int64_t)sizeof(real));
         FL(reg_step)(kind, what, 0, step, x + i, y + i, k,
                      (what & FL_EW_LOSS) ? loss_out + i : 0,
                      (what & FL_EW_GRAD) ? grad_out + i : 0, &ls, &gst, &s, &c);

@@ -5,8 +5,8 @@
  *
  * Compiled per target like the loss families and written as the memory-bound ones are
  * (regression.c): vectors of the target's width, inputs prefetched as far ahead into L1
- * (3 KiB with AVX2, else 1 KiB), streaming stores for outputs of >= FL_EW_NT_MIN_BYTES
- * per call (elementwise.h's fl_ew_nts: whole lines with AVX-512), a masked tail.  So it
+ * (FL_EW_PREFETCH_BYTES), streaming stores for outputs of >= FL_EW_NT_MIN_BYTES per call
+ * (fl_ew_nts: whole lines with AVX-512; both in elementwise.h), a masked tail.  So it
  * measures what a loop of this package can draw from memory on one core, not what NumPy
  * can: a triad in NumPy is two passes with ordinary stores (a read-for-ownership per
  * written line), and reached less than half of this one's bandwidth on the CI machine
@@ -19,14 +19,6 @@
 #include <stdint.h>
 #include "fastloss.h"
 #include "elementwise.h"
-
-#ifndef FL_STREAM_PREFETCH_BYTES /* as FL_REG_PREFETCH_BYTES */
-#if FL_VEC_BYTES == 32
-#define FL_STREAM_PREFETCH_BYTES 3072
-#else
-#define FL_STREAM_PREFETCH_BYTES 1024
-#endif
-#endif
 
 #define FL_REAL_F32
 #include "stream.c"
@@ -53,11 +45,7 @@ FL(stream_triad_run)(const int nt, int64_t n, real *a, const real *b, const real
     if (nt) FL(fl_ew_nts_init)(&st, a);
     int64_t i = 0;
     for (; i <= n - step; i += step) {
-        if (nt)
-            for (int64_t k = 0; k < step * (int64_t)sizeof(real); k += 64) {
-                __builtin_prefetch((const char *)(b + i) + FL_STREAM_PREFETCH_BYTES + k, 0, 3);
-                __builtin_prefetch((const char *)(c + i) + FL_STREAM_PREFETCH_BYTES + k, 0, 3);
-            }
+        if (nt) fl_ew_prefetch2(b + i, c + i, step * (int64_t)sizeof(real));
         for (int j = 0; j < 4; j++) {
             const int64_t o = i + (int64_t)j * VL;
             const V v = FL(fl_load)(b + o) + sv * FL(fl_load)(c + o);
